@@ -69,11 +69,16 @@ stop_pidfile() {
 
 status_line() { printf '%-16s %-22s %-5s %s\n' "$1" "$2" "$3" "$4"; }
 
-# maven_fetch DEST COORD...: resolve each groupId:artifactId:version[:type[:classifier]] with its runtime
-# dependencies from Maven Central into DEST (flat directory of jars/files), using the shared local repository
+# maven_fetch [--no-deps] DEST COORD...: resolve each groupId:artifactId:version[:type[:classifier]] with its
+# runtime dependencies (none with --no-deps) from Maven Central into DEST (flat directory), using the local repository
 # $CDC_STACK_CACHE/m2 so a fresh clone on the same machine reuses every download. DEST is written atomically
 # (built as DEST.partial, then renamed) and a DEST/.complete marker makes later calls a no-op.
 maven_fetch() {
+    local excl=""
+    if [[ ${1:-} == --no-deps ]]; then
+        excl="<exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions>"
+        shift
+    fi
     local dest=$1; shift
     [[ -f $dest/.complete ]] && return 0
     command -v mvn >/dev/null || die "maven_fetch: mvn not found (apt-get install maven)"
@@ -84,7 +89,7 @@ maven_fetch() {
         deps+="<dependency><groupId>$g</groupId><artifactId>$a</artifactId><version>$v</version>"
         [[ -n ${t:-} ]] && deps+="<type>$t</type>"
         [[ -n ${c:-} ]] && deps+="<classifier>$c</classifier>"
-        deps+="</dependency>"
+        deps+="$excl</dependency>"
     done
     cat >"$work/pom/pom.xml" <<POM
 <project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -118,4 +123,21 @@ start_daemon() {
     mkdir -p "$(dirname "$pidfile")" "$(dirname "$logfile")"
     nohup setsid "$@" </dev/null >>"$logfile" 2>&1 &
     echo $! >"$pidfile"
+}
+
+# apt_ensure PKG...: apt-get install the Debian packages that are not installed yet (needs root when any are
+# missing). Near-instant when all are present. Waits for the dpkg lock if another install is running.
+apt_ensure() {
+    local p missing=()
+    for p in "$@"; do
+        [[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    [[ $EUID -eq 0 ]] || die "missing Debian packages (need root to install): ${missing[*]}"
+    log "apt-get install ${missing[*]}"
+    local apt=(apt-get -o DPkg::Lock::Timeout=600 -y -q --no-install-recommends)
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "${missing[@]}" >&2 ||
+        { apt-get -o DPkg::Lock::Timeout=600 -q update >&2 &&
+          DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "${missing[@]}" >&2; } ||
+        die "apt-get install failed for: ${missing[*]}"
 }
