@@ -306,23 +306,30 @@ async fn clickhouse_front_replacing_merge_tree_final_deduplicates() {
 #[tokio::test]
 async fn clickhouse_front_reports_errors_with_exception_code() {
     let env = StackEnv::load();
-    let response = reqwest::Client::new()
+    let http = reqwest::Client::new();
+
+    // A query that fails while running: HTTP 500, like clickhouse-server.
+    let response = http
+        .post(&env.clickhouse_url)
+        .body("SELECT throwIf(number = 0, 'a deliberate test failure') FROM numbers(1)")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 500);
+    let code = exception_code(&response);
+    let body = response.text().await.expect("body");
+    assert_eq!(code, "395", "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO is code 395; body: {body}");
+    assert!(body.starts_with("Code: 395. DB::Exception:"), "body: {body}");
+
+    // Unknown objects keep clickhouse-server's status mapping (404) and still carry the code.
+    let response = http
         .post(&env.clickhouse_url)
         .body("SELECT * FROM no_such_database_for_sure.no_table")
         .send()
         .await
         .expect("request");
-    assert_eq!(response.status().as_u16(), 500);
-    let code = response
-        .headers()
-        .get("X-ClickHouse-Exception-Code")
-        .expect("X-ClickHouse-Exception-Code header")
-        .to_str()
-        .expect("ascii")
-        .to_string();
-    let body = response.text().await.expect("body");
-    assert_eq!(code, "81", "UNKNOWN_DATABASE is code 81; body: {body}");
-    assert!(body.starts_with("Code: 81. DB::Exception:"), "body: {body}");
+    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(exception_code(&response), "81", "UNKNOWN_DATABASE is code 81");
 
     // The crate surfaces the same error.
     let client = clickhouse::Client::default()
@@ -334,6 +341,16 @@ async fn clickhouse_front_reports_errors_with_exception_code() {
         .await
         .expect_err("an unknown function is an error");
     assert!(err.to_string().contains("Code: 46"), "unexpected error: {err}");
+}
+
+fn exception_code(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("X-ClickHouse-Exception-Code")
+        .expect("X-ClickHouse-Exception-Code header")
+        .to_str()
+        .expect("ascii")
+        .to_string()
 }
 
 #[tokio::test]
