@@ -47,7 +47,7 @@ test-clickhouse-front: ## tests of the ClickHouse HTTP front (dev/clickhouse-htt
 
 test-integration: stack-up ## integration tests against the running local stack
 	set -a; source .stack/env; set +a; \
-	$(CARGO) test --workspace --tests -- --test-threads=$(TEST_THREADS)
+	$(CARGO) test --workspace --test '*' -- --test-threads=$(TEST_THREADS)
 
 test: lint stack-up ## everything CI runs: lint, unit, integration and harness tests
 	$(MAKE) --no-print-directory test-unit
