@@ -10,9 +10,14 @@ use crate::CqlType;
 #[serde(rename_all = "snake_case")]
 pub enum ColumnKind {
     /// Component `position` of the partition key.
-    PartitionKey { position: u16 },
+    PartitionKey {
+        position: u16,
+    },
     /// Component `position` of the clustering key.
-    Clustering { position: u16, order: ClusteringOrder },
+    Clustering {
+        position: u16,
+        order: ClusteringOrder,
+    },
     Static,
     Regular,
 }
