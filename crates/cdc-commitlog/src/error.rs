@@ -10,27 +10,8 @@
 
 use uuid::Uuid;
 
-/// What the caller should do about an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// Transient: retry later (after a schema refresh, or when more bytes are available).
-    Retriable,
-    /// The bytes themselves are bad: retrying cannot help; skip or dead-letter them.
-    Poison,
-    /// The segment cannot be read by this build or configuration: stop and fix the setup.
-    Fatal,
-}
-
-impl ErrorClass {
-    /// A bounded label value for metrics (`error_class`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Retriable => "retriable",
-            ErrorClass::Poison => "poison",
-            ErrorClass::Fatal => "fatal",
-        }
-    }
-}
+/// What the caller should do about an error: the pipeline-wide class.
+pub use cdc_model::ErrorClass;
 
 /// Everything that can go wrong while decoding commit-log bytes.
 ///

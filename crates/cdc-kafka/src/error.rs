@@ -8,28 +8,8 @@ use std::time::Duration;
 
 pub use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-/// What the caller should do about an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// Transient: retry the operation (with backoff). For transactions, check
-    /// [`Error::requires_abort`]: when set, abort the transaction and redo the whole batch.
-    Retriable,
-    /// The input itself is bad (oversized or invalid record): retrying cannot help; dead-letter it.
-    Poison,
-    /// The client is unusable or misconfigured (fenced, unauthorised, invalid settings): stop.
-    Fatal,
-}
-
-impl ErrorClass {
-    /// A bounded label value for metrics (`error_class`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Retriable => "retriable",
-            ErrorClass::Poison => "poison",
-            ErrorClass::Fatal => "fatal",
-        }
-    }
-}
+/// What the caller should do about an error: the pipeline-wide class.
+pub use cdc_model::ErrorClass;
 
 /// The transaction operation that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,10 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// How a failure is handled.
+/// How a failure is handled. A closed set by design (ARCHITECTURE §8), so callers match on it
+/// exhaustively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[non_exhaustive]
 pub enum ErrorClass {
     /// Transient (network, timeout, unavailable, pool exhausted): back off and retry.
     Retriable,
