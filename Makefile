@@ -61,8 +61,10 @@ demo: stack-up ## start the local stack and show it (the pipeline joins in later
 
 down: stack-down ## stop everything make demo started
 
-fuzz-smoke: ## bounded fuzzing of the commit-log decoder
-	bash fuzz/smoke.sh
+FUZZ_SECONDS ?= 60
+
+fuzz-smoke: ## bounded fuzzing of the commit-log decoder (FUZZ_SECONDS per target)
+	bash fuzz/smoke.sh $(FUZZ_SECONDS)
 
 clean: ## remove build outputs (keeps .stack/ and the download cache)
 	$(CARGO) clean

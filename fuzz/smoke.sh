@@ -36,6 +36,12 @@ for path in glob.glob(os.path.join(src, "CommitLog-*.log")):
 PY
 }
 
+# A fresh machine has the nightly toolchain but not cargo-fuzz: install it once (it lands in ~/.cargo/bin).
+if cargo +nightly --version >/dev/null 2>&1 && ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    echo "installing cargo-fuzz (once per machine)" >&2
+    cargo install --locked cargo-fuzz >&2 || echo "cargo-fuzz could not be installed" >&2
+fi
+
 if cargo +nightly fuzz --version >/dev/null 2>&1; then
     seed
     for target in segment mutation; do
