@@ -30,6 +30,9 @@ pub struct MaskerConfig {
     pub batch_max_events: u32,
     /// Longest wait for a batch to fill before it is committed, in milliseconds.
     pub batch_linger_ms: u64,
+    /// Consumer group session timeout, in milliseconds: how long a crashed masker holds its
+    /// partitions before the group hands them to a restarted or other instance.
+    pub session_timeout_ms: u64,
     /// Topic receiving events that cannot be masked (fail closed).
     pub dlq_topic: String,
     /// Masking keys by key id (the id is recorded with each hash so keys can rotate).
@@ -51,6 +54,7 @@ impl Default for MaskerConfig {
             topics_pattern: r"^cdc\.raw\..*".to_owned(),
             batch_max_events: 1_000,
             batch_linger_ms: 100,
+            session_timeout_ms: 45_000,
             dlq_topic: "cdc.dlq.masker".to_owned(),
             keys: BTreeMap::new(),
             vault: None,
@@ -110,6 +114,12 @@ impl MaskerConfig {
             self.batch_linger_ms,
             0,
             60_000,
+        );
+        v.int_range(
+            key(prefix, "session_timeout_ms"),
+            self.session_timeout_ms,
+            6_000,
+            300_000,
         );
         v.topic(key(prefix, "dlq_topic"), &self.dlq_topic);
         for id in self.keys.keys() {

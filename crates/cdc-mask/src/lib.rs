@@ -1,2 +1,27 @@
-//! Masking policy (classes and strategies per table and column) and the strategies themselves: keyed
-//! hashing, tokenization, passthrough, redaction. Pure logic; the token vault is reached only through a trait.
+//! Masking policy (classes and strategies per table and column) and the strategies themselves:
+//! keyed hashing, tokenization, passthrough, redaction, partial masking; the audit record of a
+//! batch; and the token-vault client. Pure logic except [`vault`], which is reached through the
+//! [`TokenVault`] trait. Never logs, prints or returns a value it masks.
+
+pub mod audit;
+mod error;
+pub mod event_mask;
+mod keys;
+pub mod policy;
+pub mod strategy;
+pub mod vault;
+
+pub use cdc_model::ErrorClass;
+pub use error::Error;
+pub use event_mask::{MaskedEvent, MaskedField, Masker, masked_type};
+pub use keys::KeyRing;
+pub use policy::{
+    Class, ColumnRule, Decision, OnUnclassifiedMatch, Policy, PolicyContext, Strategy,
+};
+pub use strategy::VaultEntry;
+pub use vault::{PgTokenVault, TokenVault, VaultReader, migrate};
+
+/// Kafka header carrying the version of the policy an event was masked under (decimal ASCII).
+pub const POLICY_VERSION_HEADER: &str = "cdc-policy-version";
+/// Kafka header carrying the event's correlation id (set by capture, kept by the masker).
+pub const CORRELATION_ID_HEADER: &str = "cdc-correlation-id";
