@@ -12,7 +12,7 @@ STACK := dev/stack.sh
 TEST_THREADS ?= 4
 
 .PHONY: help stack-up stack-down stack-status stack-reset build lint fmt clippy test test-unit \
-        test-integration test-clickhouse-front demo down fuzz-smoke clean
+        test-integration test-clickhouse-front demo down fuzz-smoke bench-masker clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ FUZZ_SECONDS ?= 60
 
 fuzz-smoke: ## bounded fuzzing of the commit-log decoder (FUZZ_SECONDS per target)
 	bash fuzz/smoke.sh $(FUZZ_SECONDS)
+
+bench-masker: ## masking throughput per core (HMAC only, and with tokenization)
+	$(CARGO) run --release -p cdc-mask --example bench_masker
 
 clean: ## remove build outputs (keeps .stack/ and the download cache)
 	$(CARGO) clean
