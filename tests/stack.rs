@@ -53,7 +53,11 @@ fn cdc_idx_state(cdc_raw: &Path) -> (u64, usize) {
         count += 1;
         // The idx is rewritten in place without a rename: an empty or partial read is retried later.
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        if let Some(offset) = text.lines().next().and_then(|l| l.trim().parse::<u64>().ok()) {
+        if let Some(offset) = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<u64>().ok())
+        {
             // A segment is identified by its id; offsets of different segments are not comparable,
             // so fold the id into the high bits: a newer segment always counts as "further".
             let id: u64 = name
@@ -122,7 +126,10 @@ async fn cdc_table_writes_land_in_cdc_raw_with_a_growing_idx() {
     // Every idx has its segment beside it.
     let (_, idx_files) = cdc_idx_state(&env.cassandra_cdc_raw);
     assert!(idx_files > 0);
-    for entry in std::fs::read_dir(&env.cassandra_cdc_raw).expect("list cdc_raw").flatten() {
+    for entry in std::fs::read_dir(&env.cassandra_cdc_raw)
+        .expect("list cdc_raw")
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(stem) = name.strip_suffix("_cdc.idx") {
             let log = env.cassandra_cdc_raw.join(format!("{stem}.log"));
@@ -174,13 +181,19 @@ async fn postgres_warehouse_is_postgresql_15() {
     let env = StackEnv::load();
     let client = postgres(&env.postgres_url).await;
     let row = client
-        .query_one("SELECT current_database(), current_setting('server_version_num')::int", &[])
+        .query_one(
+            "SELECT current_database(), current_setting('server_version_num')::int",
+            &[],
+        )
         .await
         .expect("query");
     let db: String = row.get(0);
     let version: i32 = row.get(1);
     assert_eq!(db, "warehouse");
-    assert!((150000..160000).contains(&version), "expected PostgreSQL 15, got {version}");
+    assert!(
+        (150000..160000).contains(&version),
+        "expected PostgreSQL 15, got {version}"
+    );
 }
 
 #[tokio::test]
@@ -195,7 +208,10 @@ async fn timescaledb_extension_is_present_and_hypertables_work() {
         .await
         .expect("timescaledb extension installed in the timeseries database");
     let version: String = row.get(0);
-    assert!(version.starts_with("2."), "unexpected timescaledb version {version}");
+    assert!(
+        version.starts_with("2."),
+        "unexpected timescaledb version {version}"
+    );
 
     let schema = unique_name("stack");
     client
@@ -217,7 +233,10 @@ async fn timescaledb_extension_is_present_and_hypertables_work() {
         .await
         .expect("hypertable listed");
     let chunks: i64 = row.get(0);
-    assert!(chunks >= 4, "100 hourly rows over a 1-day interval need at least 4 chunks, got {chunks}");
+    assert!(
+        chunks >= 4,
+        "100 hourly rows over a 1-day interval need at least 4 chunks, got {chunks}"
+    );
     let count: i64 = client
         .query_one(&format!("SELECT count(*) FROM {schema}.readings"), &[])
         .await
@@ -261,20 +280,41 @@ async fn clickhouse_front_replacing_merge_tree_final_deduplicates() {
         .expect("create ReplacingMergeTree table");
 
     for (version, name) in [(1u64, "first name"), (3, "third name"), (2, "second name")] {
-        let mut insert = client.insert::<VersionedRow>("people").await.expect("insert");
+        let mut insert = client
+            .insert::<VersionedRow>("people")
+            .await
+            .expect("insert");
         insert
-            .write(&VersionedRow { id: 7, name: name.into(), version, is_deleted: 0 })
+            .write(&VersionedRow {
+                id: 7,
+                name: name.into(),
+                version,
+                is_deleted: 0,
+            })
             .await
             .expect("write row");
         insert
-            .write(&VersionedRow { id: 8, name: "deleted later".into(), version, is_deleted: 0 })
+            .write(&VersionedRow {
+                id: 8,
+                name: "deleted later".into(),
+                version,
+                is_deleted: 0,
+            })
             .await
             .expect("write row");
         insert.end().await.expect("end insert");
     }
-    let mut tombstone = client.insert::<VersionedRow>("people").await.expect("insert");
+    let mut tombstone = client
+        .insert::<VersionedRow>("people")
+        .await
+        .expect("insert");
     tombstone
-        .write(&VersionedRow { id: 8, name: String::new(), version: 9, is_deleted: 1 })
+        .write(&VersionedRow {
+            id: 8,
+            name: String::new(),
+            version: 9,
+            is_deleted: 1,
+        })
         .await
         .expect("write tombstone");
     tombstone.end().await.expect("end insert");
@@ -292,7 +332,12 @@ async fn clickhouse_front_replacing_merge_tree_final_deduplicates() {
         .expect("select final");
     assert_eq!(
         rows,
-        vec![VersionedRow { id: 7, name: "third name".into(), version: 3, is_deleted: 0 }],
+        vec![VersionedRow {
+            id: 7,
+            name: "third name".into(),
+            version: 3,
+            is_deleted: 0
+        }],
         "FINAL keeps the highest version per key and hides the deleted key"
     );
 
@@ -318,8 +363,14 @@ async fn clickhouse_front_reports_errors_with_exception_code() {
     assert_eq!(response.status().as_u16(), 500);
     let code = exception_code(&response);
     let body = response.text().await.expect("body");
-    assert_eq!(code, "395", "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO is code 395; body: {body}");
-    assert!(body.starts_with("Code: 395. DB::Exception:"), "body: {body}");
+    assert_eq!(
+        code, "395",
+        "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO is code 395; body: {body}"
+    );
+    assert!(
+        body.starts_with("Code: 395. DB::Exception:"),
+        "body: {body}"
+    );
 
     // Unknown objects keep clickhouse-server's status mapping (404) and still carry the code.
     let response = http
@@ -329,7 +380,11 @@ async fn clickhouse_front_reports_errors_with_exception_code() {
         .await
         .expect("request");
     assert_eq!(response.status().as_u16(), 404);
-    assert_eq!(exception_code(&response), "81", "UNKNOWN_DATABASE is code 81");
+    assert_eq!(
+        exception_code(&response),
+        "81",
+        "UNKNOWN_DATABASE is code 81"
+    );
 
     // The crate surfaces the same error.
     let client = clickhouse::Client::default()
@@ -340,7 +395,10 @@ async fn clickhouse_front_reports_errors_with_exception_code() {
         .execute()
         .await
         .expect_err("an unknown function is an error");
-    assert!(err.to_string().contains("Code: 46"), "unexpected error: {err}");
+    assert!(
+        err.to_string().contains("Code: 46"),
+        "unexpected error: {err}"
+    );
 }
 
 fn exception_code(response: &reqwest::Response) -> String {

@@ -26,6 +26,9 @@ mod tests {
             a.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         );
-        assert!(a.len() <= 48, "Cassandra names are limited to 48 characters");
+        assert!(
+            a.len() <= 48,
+            "Cassandra names are limited to 48 characters"
+        );
     }
 }
