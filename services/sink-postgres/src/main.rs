@@ -1,5 +1,36 @@
 //! sink-postgres: the PostgreSQL destination, a `cdc-sink` adapter. Thin main: wiring only.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("sink-postgres is not implemented yet")
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// Streams `cdc.masked.*` into PostgreSQL (`sinks.postgres` of pipeline.yaml).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Path of pipeline.yaml.
+    #[arg(long, env = "CDC_CONFIG", default_value = "pipeline.yaml")]
+    config: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = cdc_config::load(&args.config)
+        .with_context(|| format!("loading {}", args.config.display()))?;
+    let _telemetry = cdc_telemetry::init("sink-postgres", &config.telemetry)?;
+    let sink = config
+        .sinks
+        .postgres
+        .clone()
+        .context("sinks.postgres is not configured")?;
+    let secrets = cdc_config::SecretResolver::new(&config.secrets);
+    let pg = cdc_sink::settings::postgres_settings(&sink.destination, &secrets).await?;
+    let kafka =
+        cdc_sink::settings::kafka_settings(&config.kafka, "sink-postgres", &secrets).await?;
+    let destination = cdc_sink::postgres::PostgresDestination::new(&pg)?;
+    let runner = cdc_sink::settings::runner_config(&sink, &config.kafka);
+    cdc_sink::service::serve(&config, &sink.admin, runner, kafka, destination).await?;
+    Ok(())
 }

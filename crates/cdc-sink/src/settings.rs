@@ -1,0 +1,166 @@
+//! `pipeline.yaml` → driver, Kafka and PostgreSQL settings. Pure except the functions that
+//! resolve secret references.
+
+use std::time::Duration;
+
+use cdc_config::{
+    DestinationKind, ExposeSecret, KafkaConfig, KafkaProtocol, PostgresDestinationConfig,
+    SecretResolver, SinkConfig, TimescaleDestinationConfig,
+};
+use cdc_kafka::{ConsumerSettings, KafkaSettings, SaslMechanism, SaslSettings, SslSettings};
+
+use crate::error::Error;
+use crate::postgres::PgSettings;
+use crate::runner::RunnerConfig;
+use crate::timescaledb::TimescaleOptions;
+
+/// The driver settings of a sink block.
+pub fn runner_config<D: DestinationKind>(
+    sink: &SinkConfig<D>,
+    kafka: &KafkaConfig,
+) -> RunnerConfig {
+    let mut c = RunnerConfig::new(D::NAME);
+    c.group_id = sink.group_id.clone();
+    c.consumer = ConsumerSettings::new(sink.group_id.clone());
+    c.topics_pattern = sink.topics_pattern.clone();
+    c.dlq_topic = sink.dlq_topic.clone();
+    c.dlq_partitions = i32::try_from(kafka.topic_partitions).unwrap_or(1).max(1);
+    c.dlq_replication = i32::from(kafka.replication_factor).max(1);
+    c.batch = sink.batch.clone();
+    c.retry = sink.retry.clone();
+    c.drain_timeout = Duration::from_secs(sink.drain_timeout_secs);
+    c
+}
+
+fn secret_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Config {
+        reason: format!("cannot resolve {what}: {e}"),
+    }
+}
+
+/// PostgreSQL settings (resolves the URL secret).
+pub async fn postgres_settings(
+    d: &PostgresDestinationConfig,
+    secrets: &SecretResolver,
+) -> Result<PgSettings, Error> {
+    let url = d
+        .url
+        .resolve_with(secrets)
+        .await
+        .map_err(|e| secret_error("sinks.postgres.destination.url", e))?;
+    let mut s = PgSettings::new(url);
+    s.database = Some(d.database.clone());
+    s.pool_size = d.pool_size as usize;
+    s.connect_timeout_ms = d.connect_timeout_ms;
+    s.statement_timeout_ms = d.statement_timeout_ms;
+    s.tls = d.tls;
+    Ok(s)
+}
+
+/// TimescaleDB settings (resolves the URL secret) and hypertable options.
+pub async fn timescale_settings(
+    d: &TimescaleDestinationConfig,
+    secrets: &SecretResolver,
+) -> Result<(PgSettings, TimescaleOptions), Error> {
+    let url = d
+        .url
+        .resolve_with(secrets)
+        .await
+        .map_err(|e| secret_error("sinks.timescaledb.destination.url", e))?;
+    let mut s = PgSettings::new(url);
+    s.database = Some(d.database.clone());
+    s.pool_size = d.pool_size as usize;
+    s.connect_timeout_ms = d.connect_timeout_ms;
+    s.statement_timeout_ms = d.statement_timeout_ms;
+    s.tls = d.tls;
+    Ok((
+        s,
+        TimescaleOptions {
+            chunk_interval_secs: d.chunk_interval_secs,
+            retention_secs: d.retention_secs,
+        },
+    ))
+}
+
+/// Kafka connection settings from the `kafka:` section (resolving secret references).
+pub async fn kafka_settings(
+    kafka: &KafkaConfig,
+    client_id: &str,
+    secrets: &SecretResolver,
+) -> Result<KafkaSettings, Error> {
+    let mut s = KafkaSettings::new(kafka.bootstrap_servers.join(","), client_id);
+    let sec = &kafka.security;
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    if matches!(sec.protocol, KafkaProtocol::Ssl | KafkaProtocol::SaslSsl) {
+        let key_password = match &sec.client_key_password {
+            Some(r) => Some(
+                r.resolve_with(secrets)
+                    .await
+                    .map_err(|e| secret_error("kafka.security.client_key_password", e))?,
+            ),
+            None => None,
+        };
+        s.ssl = Some(SslSettings {
+            ca_location: path(&sec.ca_cert_path),
+            certificate_location: path(&sec.client_cert_path),
+            key_location: path(&sec.client_key_path),
+            key_password,
+        });
+    }
+    if sec.protocol == KafkaProtocol::SaslSsl {
+        let (Some(user), Some(password)) = (&sec.sasl_username, &sec.sasl_password) else {
+            return Err(Error::Config {
+                reason: "kafka.security.sasl_username and sasl_password are required for sasl_ssl"
+                    .into(),
+            });
+        };
+        let username = user
+            .resolve_with(secrets)
+            .await
+            .map_err(|e| secret_error("kafka.security.sasl_username", e))?;
+        s.sasl = Some(SaslSettings {
+            mechanism: match sec.sasl_mechanism {
+                cdc_config::SaslMechanism::Plain => SaslMechanism::Plain,
+                cdc_config::SaslMechanism::ScramSha256 => SaslMechanism::ScramSha256,
+                cdc_config::SaslMechanism::ScramSha512 => SaslMechanism::ScramSha512,
+            },
+            username: username.expose_secret().to_owned(),
+            password: password
+                .resolve_with(secrets)
+                .await
+                .map_err(|e| secret_error("kafka.security.sasl_password", e))?,
+        });
+    }
+    s.validate().map_err(|source| Error::Kafka {
+        op: "validate settings",
+        source,
+    })?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use cdc_config::PipelineConfig;
+
+    use super::*;
+
+    #[test]
+    fn runner_config_follows_the_sink_block() {
+        let yaml = "sinks:\n  postgres:\n    group_id: g1\n    batch: {max_rows: 7, linger_ms: 9}\n    retry: {max_retries: 2}\n    destination:\n      url: plain:postgres://fake@127.0.0.1/db\n";
+        let config: PipelineConfig =
+            cdc_config::load_str("test.yaml", yaml, Vec::<(String, String)>::new())
+                .unwrap_or_else(|e| panic!("config: {e}"));
+        let Some(pg) = &config.sinks.postgres else {
+            panic!("postgres block parsed");
+        };
+        let c = runner_config(pg, &config.kafka);
+        assert_eq!(c.group_id, "g1");
+        assert_eq!(c.consumer.group_id, "g1");
+        assert_eq!(c.batch.max_rows, 7);
+        assert_eq!(c.batch.linger_ms, 9);
+        assert_eq!(c.retry.max_retries, 2);
+        assert_eq!(c.dlq_topic, "cdc.dlq.sink-postgres");
+        assert_eq!(c.topics_pattern, r"^cdc\.masked\..*");
+        assert_eq!(c.stage, "sink-postgres");
+    }
+}

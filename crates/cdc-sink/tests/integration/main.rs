@@ -1,0 +1,6 @@
+//! Integration tests of the sink framework and the PostgreSQL/TimescaleDB adapters against the
+//! local stack (`make stack-up`). They fail, never skip, when the stack is down.
+
+mod framework;
+mod postgres;
+mod typemap_pg;

@@ -1,0 +1,409 @@
+//! The compliance suite and PostgreSQL/TimescaleDB specifics.
+
+use cdc_sink::compliance::{self, ComplianceEnv, Inspector, PgInspector};
+use cdc_sink::postgres::{PgSettings, PostgresDestination};
+use cdc_sink::timescaledb::{TimescaleOptions, timescale_destination};
+use cdc_testkit::StackEnv;
+use secrecy::SecretString;
+
+fn env() -> (StackEnv, ComplianceEnv) {
+    let stack = StackEnv::load();
+    let env = ComplianceEnv {
+        kafka_bootstrap: stack.kafka_bootstrap.clone(),
+        // PostgreSQL text cannot hold NUL.
+        poison_name: Some("fake\0value".to_owned()),
+    };
+    (stack, env)
+}
+
+fn postgres(url: &str) -> PostgresDestination {
+    PostgresDestination::new(&PgSettings::new(SecretString::from(url.to_owned())))
+        .expect("postgres destination")
+}
+
+fn timescale(url: &str) -> PostgresDestination {
+    timescale_destination(
+        &PgSettings::new(SecretString::from(url.to_owned())),
+        &TimescaleOptions::default(),
+    )
+    .expect("timescale destination")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_inserts_updates_deletes_and_replay() {
+    let (stack, env) = env();
+    let url = stack.postgres_url.clone();
+    let inspector = PgInspector { url: url.clone() };
+    compliance::inserts_updates_deletes_replay(&env, || postgres(&url), &inspector).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_converges_like_cassandra() {
+    let (stack, env) = env();
+    let url = stack.postgres_url.clone();
+    let inspector = PgInspector { url: url.clone() };
+    compliance::convergence(&env, || postgres(&url), &inspector).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_poison_event_goes_to_dlq_while_later_events_flow() {
+    let (stack, env) = env();
+    let url = stack.postgres_url.clone();
+    let inspector = PgInspector { url: url.clone() };
+    compliance::poison_goes_to_dlq(&env, || postgres(&url), &inspector).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timescale_inserts_updates_deletes_and_replay() {
+    let (stack, env) = env();
+    let url = stack.timescale_url.clone();
+    let inspector = PgInspector { url: url.clone() };
+    compliance::inserts_updates_deletes_replay(&env, || timescale(&url), &inspector).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timescale_converges_like_cassandra() {
+    let (stack, env) = env();
+    let url = stack.timescale_url.clone();
+    let inspector = PgInspector { url: url.clone() };
+    compliance::convergence(&env, || timescale(&url), &inspector).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timescale_poison_event_goes_to_dlq_while_later_events_flow() {
+    let (stack, env) = env();
+    let url = stack.timescale_url.clone();
+    let inspector = PgInspector { url: url.clone() };
+    compliance::poison_goes_to_dlq(&env, || timescale(&url), &inspector).await;
+}
+
+/// A TCP proxy to PostgreSQL that can be cut (existing connections dropped, new ones refused).
+struct Proxy {
+    port: u16,
+    enabled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let enabled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (e, c) = (enabled.clone(), conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !e.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                if let Ok(mut list) = c.lock() {
+                    list.push(task.abort_handle());
+                }
+            }
+        });
+        Proxy {
+            port,
+            enabled,
+            conns,
+        }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.enabled.store(up, std::sync::atomic::Ordering::SeqCst);
+        if !up && let Ok(mut list) = self.conns.lock() {
+            for h in list.drain(..) {
+                h.abort();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_pauses_the_sink_and_it_catches_up_without_loss() {
+    use std::time::Duration;
+    let (stack, env) = env();
+    let inspector = PgInspector {
+        url: stack.postgres_url.clone(),
+    };
+    let target = {
+        let cfg: tokio_postgres::Config = stack.postgres_url.parse().expect("url");
+        let host = match cfg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".to_owned(),
+        };
+        let port = cfg.get_ports().first().copied().unwrap_or(5432);
+        format!("{host}:{port}")
+    };
+    let proxy = Proxy::start(target.clone()).await;
+    let proxied = stack
+        .postgres_url
+        .replacen(&target, &format!("127.0.0.1:{}", proxy.port), 1);
+    assert_ne!(
+        proxied, stack.postgres_url,
+        "the URL goes through the proxy"
+    );
+    let mut fx = compliance::Fixture::new(&env, "outage").await;
+    let mut settings = PgSettings::new(SecretString::from(proxied));
+    settings.connect_timeout_ms = 1_000;
+    let sink = fx.start(PostgresDestination::new(&settings).expect("destination"));
+    let first: Vec<_> = (0..100)
+        .map(|i| fx.events.insert(i, "before", 1, 10))
+        .collect();
+    fx.produce(&first).await;
+    fx.wait_rows(
+        &inspector,
+        Duration::from_secs(60),
+        "rows before the outage",
+        |r| r.len() == 100,
+    )
+    .await;
+
+    proxy.set_up(false);
+    let during: Vec<_> = (100..300)
+        .map(|i| fx.events.insert(i, "during", 2, 20))
+        .collect();
+    fx.produce(&during).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let rows = inspector
+        .live_rows(&fx.keyspace, &fx.table)
+        .await
+        .expect("rows");
+    assert_eq!(
+        rows.len(),
+        100,
+        "nothing written while PostgreSQL is unreachable"
+    );
+    assert!(
+        !sink.health.is_ready(),
+        "/readyz reports the destination down"
+    );
+
+    proxy.set_up(true);
+    fx.wait_rows(
+        &inspector,
+        Duration::from_secs(90),
+        "catch-up after the outage",
+        |r| r.len() == 300,
+    )
+    .await;
+    assert!(
+        fx.dead_letters(1, Duration::from_secs(3)).await.is_empty(),
+        "an outage dead-letters nothing"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sink.health.is_ready() {
+        assert!(std::time::Instant::now() < deadline, "/readyz ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sink.stop().await;
+}
+
+/// A table with a clustering key and a static column: row, range and partition deletes, a late
+/// older write into a deleted partition, static cells shadowed by the partition delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_clustering_rows_and_range_deletes() {
+    use std::time::{Duration, Instant};
+
+    use cdc_model::{
+        CellChange, CellValue, ChangeEvent, ClusteringBound, ClusteringOrder, ColumnKind,
+        ColumnSchema, CqlType, CqlValue, Deletion, DeletionScope, KeyColumn, Liveness, Operation,
+        SourceInfo, TableSchema,
+    };
+    let (stack, env) = env();
+    let fx = compliance::Fixture::new(&env, "clust").await;
+    let schema = TableSchema {
+        keyspace: fx.keyspace.clone(),
+        table: fx.table.clone(),
+        id: uuid::Uuid::from_u128(7),
+        cdc: true,
+        version: 1,
+        columns: vec![
+            ColumnSchema {
+                name: "pk".into(),
+                cql_type: CqlType::Int,
+                kind: ColumnKind::PartitionKey { position: 0 },
+            },
+            ColumnSchema {
+                name: "ck".into(),
+                cql_type: CqlType::Int,
+                kind: ColumnKind::Clustering {
+                    position: 0,
+                    order: ClusteringOrder::Asc,
+                },
+            },
+            ColumnSchema {
+                name: "v".into(),
+                cql_type: CqlType::Text,
+                kind: ColumnKind::Regular,
+            },
+            ColumnSchema {
+                name: "s".into(),
+                cql_type: CqlType::Text,
+                kind: ColumnKind::Static,
+            },
+        ],
+        dropped_columns: Vec::new(),
+    };
+    let mut seq = 0u32;
+    let mut event = |pk: i32, ck: Option<i32>, op: Operation| {
+        seq += 1;
+        let source = SourceInfo {
+            cluster: "test".into(),
+            host_id: uuid::Uuid::from_u128(1),
+            keyspace: schema.keyspace.clone(),
+            table: schema.table.clone(),
+            table_id: schema.id,
+            schema_version: 1,
+            segment_id: 1,
+            segment_position: seq,
+            index: 0,
+        };
+        ChangeEvent {
+            correlation_id: source.correlation_id(),
+            source,
+            op,
+            partition_key: vec![KeyColumn::new("pk", CqlValue::Int(pk))],
+            clustering_key: ck
+                .map(|c| vec![KeyColumn::new("ck", CqlValue::Int(c))])
+                .unwrap_or_default(),
+            is_static: false,
+            liveness: None,
+            deletion: None,
+            cells: Vec::new(),
+            captured_at_ms: 0,
+        }
+    };
+    let insert = |e: &mut ChangeEvent, v: &str, wt: i64| {
+        e.liveness = Some(Liveness {
+            writetime_micros: wt,
+            ttl: None,
+        });
+        e.cells = vec![CellChange {
+            column: "v".into(),
+            writetime_micros: wt,
+            ttl: None,
+            change: CellValue::Set {
+                value: CqlValue::Text(v.into()),
+            },
+        }];
+    };
+    let deletion = |scope: DeletionScope, wt: i64| Deletion {
+        scope,
+        marked_for_delete_at_micros: wt,
+        local_deletion_time_secs: 0,
+    };
+    let bound = |ck: i32, inclusive: bool| ClusteringBound {
+        prefix: vec![KeyColumn::new("ck", CqlValue::Int(ck))],
+        inclusive,
+    };
+    let mut events = Vec::new();
+    for pk in 1..=2 {
+        for ck in 0..10 {
+            let mut e = event(pk, Some(ck), Operation::Insert);
+            insert(&mut e, &format!("v{pk}-{ck}"), 100);
+            events.push(e);
+        }
+    }
+    // Row delete pk=1 ck=3; range delete pk=1 ck in [5, 7); partition delete pk=2 at 200.
+    let mut e = event(1, Some(3), Operation::Delete);
+    e.deletion = Some(deletion(DeletionScope::Row, 150));
+    events.push(e);
+    let mut e = event(1, None, Operation::Delete);
+    e.deletion = Some(deletion(
+        DeletionScope::Range {
+            start: bound(5, true),
+            end: bound(7, false),
+        },
+        150,
+    ));
+    events.push(e);
+    let mut e = event(2, None, Operation::Delete);
+    e.deletion = Some(deletion(DeletionScope::Partition, 200));
+    events.push(e);
+    // Late writes: pk=2 ck=20 at 190 (older than the partition delete: stays deleted); pk=2 ck=21
+    // at 300 (newer: live); pk=1 ck=3 at 160 (newer than its row delete: live again).
+    let mut e = event(2, Some(20), Operation::Insert);
+    insert(&mut e, "zombie", 190);
+    events.push(e);
+    let mut e = event(2, Some(21), Operation::Insert);
+    insert(&mut e, "new", 300);
+    events.push(e);
+    let mut e = event(1, Some(3), Operation::Insert);
+    insert(&mut e, "back", 160);
+    events.push(e);
+
+    // Static column: pk=1 "st1" at 100 then "st1b" at 90 (older: ignored); pk=2 "old" at 150
+    // (shadowed by the partition delete at 200), then "st2" at 250.
+    for (pk, v, wt) in [
+        (1, "st1", 100),
+        (1, "st1b", 90),
+        (2, "old", 150),
+        (2, "st2", 250),
+    ] {
+        let mut e = event(pk, None, Operation::Update);
+        e.is_static = true;
+        e.cells = vec![CellChange {
+            column: "s".into(),
+            writetime_micros: wt,
+            ttl: None,
+            change: CellValue::Set {
+                value: CqlValue::Text(v.into()),
+            },
+        }];
+        events.push(e);
+    }
+    let sink = fx.start(postgres(&stack.postgres_url));
+    fx.produce_with_schema(&events, &schema).await;
+    let mut expected: Vec<(i32, i32, String, Option<String>)> = (0..10)
+        .filter(|ck| !(5..7).contains(ck))
+        .map(|ck| {
+            let v = if ck == 3 {
+                "back".into()
+            } else {
+                format!("v1-{ck}")
+            };
+            (1, ck, v, Some("st1".to_owned()))
+        })
+        .collect();
+    expected.push((2, 21, "new".into(), Some("st2".to_owned())));
+    let (client, conn) = tokio_postgres::connect(&stack.postgres_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows: Vec<(i32, i32, String, Option<String>)> = client
+            .query(
+                &format!(
+                    "SELECT pk, ck, v, s FROM \"{}\".\"{}\" ORDER BY pk, ck",
+                    fx.keyspace, fx.table
+                ),
+                &[],
+            )
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if rows == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "clustering scenario: got {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    sink.stop().await;
+}
