@@ -1,5 +1,37 @@
 //! sink-clickhouse: the ClickHouse destination, a `cdc-sink` adapter. Thin main: wiring only.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("sink-clickhouse is not implemented yet")
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cdc_sink::clickhouse::{ClickHouseDestination, ClickHouseSettings};
+use clap::Parser;
+
+/// Streams `cdc.masked.*` into ClickHouse (`sinks.clickhouse` of pipeline.yaml).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Path of pipeline.yaml.
+    #[arg(long, env = "CDC_CONFIG", default_value = "pipeline.yaml")]
+    config: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = cdc_config::load(&args.config)
+        .with_context(|| format!("loading {}", args.config.display()))?;
+    let _telemetry = cdc_telemetry::init("sink-clickhouse", &config.telemetry)?;
+    let sink = config
+        .sinks
+        .clickhouse
+        .clone()
+        .context("sinks.clickhouse is not configured")?;
+    let secrets = cdc_config::SecretResolver::new(&config.secrets);
+    let settings = ClickHouseSettings::from_config(&sink.destination, &secrets).await?;
+    let kafka =
+        cdc_sink::settings::kafka_settings(&config.kafka, "sink-clickhouse", &secrets).await?;
+    let destination = ClickHouseDestination::new(settings);
+    let runner = cdc_sink::settings::runner_config(&sink, &config.kafka);
+    cdc_sink::service::serve(&config, &sink.admin, runner, kafka, destination).await?;
+    Ok(())
 }
