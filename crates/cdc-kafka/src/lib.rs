@@ -17,6 +17,7 @@ mod admin;
 mod client_log;
 mod consumer;
 mod error;
+mod from_config;
 mod headers;
 mod offsets;
 mod producer;
@@ -33,6 +34,7 @@ pub use error::{
     Error, ErrorClass, KafkaError, RDKafkaErrorCode, Result, TxnFlags, TxnOp, classify_code,
     classify_kafka_error, classify_txn, error_chain,
 };
+pub use from_config::{producer_settings_from_config, settings_from_config};
 pub use headers::{HeaderPair, from_headers, header_value, to_owned_headers};
 pub use offsets::{ConsumedOffsets, PartitionOffset, StartOffset, TopicPartition};
 pub use producer::{

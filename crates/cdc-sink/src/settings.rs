@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use cdc_config::{
-    DestinationKind, ExposeSecret, KafkaConfig, KafkaProtocol, PostgresDestinationConfig,
-    SecretResolver, SinkConfig, TimescaleDestinationConfig,
+    DestinationKind, KafkaConfig, PostgresDestinationConfig, SecretResolver, SinkConfig,
+    TimescaleDestinationConfig,
 };
-use cdc_kafka::{ConsumerSettings, KafkaSettings, SaslMechanism, SaslSettings, SslSettings};
+use cdc_kafka::ConsumerSettings;
 
 use crate::error::Error;
 use crate::postgres::PgSettings;
@@ -80,62 +80,6 @@ pub async fn timescale_settings(
             retention_secs: d.retention_secs,
         },
     ))
-}
-
-/// Kafka connection settings from the `kafka:` section (resolving secret references).
-pub async fn kafka_settings(
-    kafka: &KafkaConfig,
-    client_id: &str,
-    secrets: &SecretResolver,
-) -> Result<KafkaSettings, Error> {
-    let mut s = KafkaSettings::new(kafka.bootstrap_servers.join(","), client_id);
-    let sec = &kafka.security;
-    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
-    if matches!(sec.protocol, KafkaProtocol::Ssl | KafkaProtocol::SaslSsl) {
-        let key_password = match &sec.client_key_password {
-            Some(r) => Some(
-                r.resolve_with(secrets)
-                    .await
-                    .map_err(|e| secret_error("kafka.security.client_key_password", e))?,
-            ),
-            None => None,
-        };
-        s.ssl = Some(SslSettings {
-            ca_location: path(&sec.ca_cert_path),
-            certificate_location: path(&sec.client_cert_path),
-            key_location: path(&sec.client_key_path),
-            key_password,
-        });
-    }
-    if sec.protocol == KafkaProtocol::SaslSsl {
-        let (Some(user), Some(password)) = (&sec.sasl_username, &sec.sasl_password) else {
-            return Err(Error::Config {
-                reason: "kafka.security.sasl_username and sasl_password are required for sasl_ssl"
-                    .into(),
-            });
-        };
-        let username = user
-            .resolve_with(secrets)
-            .await
-            .map_err(|e| secret_error("kafka.security.sasl_username", e))?;
-        s.sasl = Some(SaslSettings {
-            mechanism: match sec.sasl_mechanism {
-                cdc_config::SaslMechanism::Plain => SaslMechanism::Plain,
-                cdc_config::SaslMechanism::ScramSha256 => SaslMechanism::ScramSha256,
-                cdc_config::SaslMechanism::ScramSha512 => SaslMechanism::ScramSha512,
-            },
-            username: username.expose_secret().to_owned(),
-            password: password
-                .resolve_with(secrets)
-                .await
-                .map_err(|e| secret_error("kafka.security.sasl_password", e))?,
-        });
-    }
-    s.validate().map_err(|source| Error::Kafka {
-        op: "validate settings",
-        source,
-    })?;
-    Ok(s)
 }
 
 #[cfg(test)]

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cdc_capture::CaptureRunner;
-use cdc_capture::settings::{
-    capture_settings, catalog_settings, kafka_settings, producer_settings,
-};
+use cdc_capture::settings::{capture_settings, catalog_settings};
 use cdc_config::SecretResolver;
+use cdc_kafka::{producer_settings_from_config, settings_from_config};
 use cdc_schema::SchemaCatalog;
 use cdc_telemetry::{AdminServer, CaptureMetrics, HealthState, Shutdown, new_registry};
 use clap::Parser;
@@ -59,7 +58,8 @@ async fn main() -> anyhow::Result<()> {
         args.transactional_id,
         args.positions_topic,
     )?;
-    let kafka = kafka_settings(&config.kafka, &format!("capture-{host_id}"), &secrets).await?;
+    let kafka =
+        settings_from_config(&config.kafka, &format!("capture-{host_id}"), &secrets).await?;
 
     let registry = new_registry();
     let metrics = CaptureMetrics::new(&registry)?;
@@ -72,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     let runner = CaptureRunner::start(
         settings,
         kafka,
-        &producer_settings(&config.kafka),
+        &producer_settings_from_config(&config.kafka),
         Arc::new(catalog),
         metrics,
         health,

@@ -1,14 +1,12 @@
 //! `pipeline.yaml` → the capture settings, Kafka client settings and CQL catalog settings.
-//! Pure except [`kafka_settings`] and [`catalog_settings`], which resolve secret references.
+//! Pure except [`catalog_settings`], which resolves secret references. Kafka client settings come
+//! from `cdc_kafka::settings_from_config`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cdc_config::{
-    CassandraConfig, ExposeSecret, KafkaConfig, KafkaProtocol, PipelineConfig, SecretResolver,
-};
-use cdc_kafka::{KafkaSettings, ProducerSettings, SaslMechanism, SaslSettings, SslSettings};
+use cdc_config::{CassandraConfig, ExposeSecret, PipelineConfig, SecretResolver};
 use cdc_model::CAPTURE_POSITIONS_TOPIC;
 use cdc_schema::CatalogSettings;
 use uuid::Uuid;
@@ -59,73 +57,10 @@ pub fn capture_settings(
     })
 }
 
-/// Producer tuning from the `kafka:` section.
-pub fn producer_settings(kafka: &KafkaConfig) -> ProducerSettings {
-    let txn = u32::try_from(kafka.transaction_timeout_ms).unwrap_or(u32::MAX);
-    ProducerSettings {
-        transaction_timeout_ms: txn,
-        delivery_timeout_ms: txn,
-        ..ProducerSettings::default()
-    }
-}
-
 fn secret_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Settings {
         reason: format!("cannot resolve {what}: {e}"),
     }
-}
-
-/// Kafka connection settings from the `kafka:` section (resolving secret references).
-pub async fn kafka_settings(
-    kafka: &KafkaConfig,
-    client_id: &str,
-    secrets: &SecretResolver,
-) -> Result<KafkaSettings, Error> {
-    let mut s = KafkaSettings::new(kafka.bootstrap_servers.join(","), client_id);
-    let sec = &kafka.security;
-    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
-    if matches!(sec.protocol, KafkaProtocol::Ssl | KafkaProtocol::SaslSsl) {
-        let key_password = match &sec.client_key_password {
-            Some(r) => Some(
-                r.resolve_with(secrets)
-                    .await
-                    .map_err(|e| secret_error("kafka.security.client_key_password", e))?,
-            ),
-            None => None,
-        };
-        s.ssl = Some(SslSettings {
-            ca_location: path(&sec.ca_cert_path),
-            certificate_location: path(&sec.client_cert_path),
-            key_location: path(&sec.client_key_path),
-            key_password,
-        });
-    }
-    if sec.protocol == KafkaProtocol::SaslSsl {
-        let (Some(user), Some(password)) = (&sec.sasl_username, &sec.sasl_password) else {
-            return Err(Error::Settings {
-                reason: "kafka.security.sasl_username and sasl_password are required for sasl_ssl"
-                    .into(),
-            });
-        };
-        let username = user
-            .resolve_with(secrets)
-            .await
-            .map_err(|e| secret_error("kafka.security.sasl_username", e))?;
-        s.sasl = Some(SaslSettings {
-            mechanism: match sec.sasl_mechanism {
-                cdc_config::SaslMechanism::Plain => SaslMechanism::Plain,
-                cdc_config::SaslMechanism::ScramSha256 => SaslMechanism::ScramSha256,
-                cdc_config::SaslMechanism::ScramSha512 => SaslMechanism::ScramSha512,
-            },
-            username: username.expose_secret().to_owned(),
-            password: password
-                .resolve_with(secrets)
-                .await
-                .map_err(|e| secret_error("kafka.security.sasl_password", e))?,
-        });
-    }
-    s.validate()?;
-    Ok(s)
 }
 
 /// CQL settings from the `cassandra:` section (resolving credentials).
@@ -186,7 +121,7 @@ mod tests {
             s.raw_topic_config.get("retention.ms").map(String::as_str),
             Some("86400000")
         );
-        let p = producer_settings(&config.kafka);
+        let p = cdc_kafka::producer_settings_from_config(&config.kafka);
         assert_eq!(p.transaction_timeout_ms, 60_000);
     }
 }

@@ -12,10 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cdc_config::{ExposeSecret, SecretResolver};
-use cdc_kafka::{
-    ConsumerSettings, KafkaSettings, ProducerSettings, ReadCommittedConsumer, TopicAdmin,
-    TransactionalProducer,
-};
+use cdc_kafka::{ConsumerSettings, ReadCommittedConsumer, TopicAdmin, TransactionalProducer};
 use cdc_mask::{KeyRing, PgTokenVault, TokenVault};
 use cdc_telemetry::{AdminServer, HealthState, MaskerMetrics, Shutdown};
 use masker::pipeline::VAULT;
@@ -82,16 +79,10 @@ async fn main() -> anyhow::Result<()> {
     let instance = std::env::var("CDC_INSTANCE_ID")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "0".to_owned());
-    let kafka = KafkaSettings::new(
-        config.kafka.bootstrap_servers.join(","),
-        format!("masker-{instance}"),
-    );
-    let producer_settings = ProducerSettings {
-        transaction_timeout_ms: u32::try_from(config.kafka.transaction_timeout_ms)
-            .unwrap_or(u32::MAX),
-        delivery_timeout_ms: u32::try_from(config.kafka.transaction_timeout_ms).unwrap_or(u32::MAX),
-        ..ProducerSettings::default()
-    };
+    let kafka =
+        cdc_kafka::settings_from_config(&config.kafka, &format!("masker-{instance}"), &resolver)
+            .await?;
+    let producer_settings = cdc_kafka::producer_settings_from_config(&config.kafka);
     let producer = TransactionalProducer::new(
         &kafka,
         &producer_settings,

@@ -28,8 +28,7 @@ async fn main() -> anyhow::Result<()> {
         .context("sinks.clickhouse is not configured")?;
     let secrets = cdc_config::SecretResolver::new(&config.secrets);
     let settings = ClickHouseSettings::from_config(&sink.destination, &secrets).await?;
-    let kafka =
-        cdc_sink::settings::kafka_settings(&config.kafka, "sink-clickhouse", &secrets).await?;
+    let kafka = cdc_kafka::settings_from_config(&config.kafka, "sink-clickhouse", &secrets).await?;
     let destination = ClickHouseDestination::new(settings);
     let runner = cdc_sink::settings::runner_config(&sink, &config.kafka);
     cdc_sink::service::serve(&config, &sink.admin, runner, kafka, destination).await?;

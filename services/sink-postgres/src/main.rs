@@ -27,8 +27,7 @@ async fn main() -> anyhow::Result<()> {
         .context("sinks.postgres is not configured")?;
     let secrets = cdc_config::SecretResolver::new(&config.secrets);
     let pg = cdc_sink::settings::postgres_settings(&sink.destination, &secrets).await?;
-    let kafka =
-        cdc_sink::settings::kafka_settings(&config.kafka, "sink-postgres", &secrets).await?;
+    let kafka = cdc_kafka::settings_from_config(&config.kafka, "sink-postgres", &secrets).await?;
     let destination = cdc_sink::postgres::PostgresDestination::new(&pg)?;
     let runner = cdc_sink::settings::runner_config(&sink, &config.kafka);
     cdc_sink::service::serve(&config, &sink.admin, runner, kafka, destination).await?;

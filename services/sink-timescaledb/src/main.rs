@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let secrets = cdc_config::SecretResolver::new(&config.secrets);
     let (pg, options) = cdc_sink::settings::timescale_settings(&sink.destination, &secrets).await?;
     let kafka =
-        cdc_sink::settings::kafka_settings(&config.kafka, "sink-timescaledb", &secrets).await?;
+        cdc_kafka::settings_from_config(&config.kafka, "sink-timescaledb", &secrets).await?;
     let destination = cdc_sink::timescaledb::timescale_destination(&pg, &options)?;
     let runner = cdc_sink::settings::runner_config(&sink, &config.kafka);
     cdc_sink::service::serve(&config, &sink.admin, runner, kafka, destination).await?;
