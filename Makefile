@@ -12,7 +12,7 @@ STACK := dev/stack.sh
 TEST_THREADS ?= 4
 
 .PHONY: help stack-up stack-down stack-status stack-reset build lint fmt clippy test test-unit \
-        test-integration test-clickhouse-front demo down fuzz-smoke bench-masker clean
+        test-integration test-clickhouse-front demo down fuzz-smoke bench-masker bench-capture clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -68,6 +68,10 @@ fuzz-smoke: ## bounded fuzzing of the commit-log decoder (FUZZ_SECONDS per targe
 
 bench-masker: ## masking throughput per core (HMAC only, and with tokenization)
 	$(CARGO) run --release -p cdc-mask --example bench_masker
+
+bench-capture: stack-up ## capture: parse MB/s of a real segment, backlog events/s, write->raw-topic latency; writes docs/benchmarks.md
+	set -a; source .stack/env; set +a; \
+	$(CARGO) test --release -p capture --bench bench_capture -- --ignored --nocapture --test-threads=1
 
 clean: ## remove build outputs (keeps .stack/ and the download cache)
 	$(CARGO) clean
