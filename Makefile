@@ -8,6 +8,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 STACK := dev/stack.sh
+# Where the stack keeps its state and its env file (dev/lib.sh honours the same variable).
+STACK_DIR := $(or $(CDC_STACK_DIR),.stack)
 # Integration tests share one stack; run test binaries' cases with modest parallelism on a 2-core box.
 TEST_THREADS ?= 4
 
@@ -46,7 +48,7 @@ test-clickhouse-front: ## tests of the ClickHouse HTTP front (dev/clickhouse-htt
 	bash dev/clickhouse-http/run-tests.sh
 
 test-integration: stack-up ## integration tests against the running local stack
-	set -a; source .stack/env; set +a; \
+	set -a; source $(STACK_DIR)/env; set +a; \
 	$(CARGO) test --workspace --test '*' -- --test-threads=$(TEST_THREADS)
 
 test: lint stack-up ## everything CI runs: lint, unit, integration and harness tests
@@ -70,7 +72,7 @@ bench-masker: ## masking throughput per core (HMAC only, and with tokenization)
 	$(CARGO) run --release -p cdc-mask --example bench_masker
 
 bench-capture: stack-up ## capture: parse MB/s of a real segment, backlog events/s, write->raw-topic latency; writes docs/benchmarks.md
-	set -a; source .stack/env; set +a; \
+	set -a; source $(STACK_DIR)/env; set +a; \
 	$(CARGO) test --release -p capture --bench bench_capture -- --ignored --nocapture --test-threads=1
 
 clean: ## remove build outputs (keeps .stack/ and the download cache)
