@@ -246,6 +246,10 @@ pub enum Error {
         after: Duration,
     },
 
+    /// A schema-registry request failed (Avro format).
+    #[error(transparent)]
+    Registry(#[from] crate::schema_registry::RegistryError),
+
     /// The blocking task that ran a librdkafka call panicked or was cancelled.
     #[error("the blocking task for {op} failed")]
     BlockingTask {
@@ -278,6 +282,7 @@ impl Error {
                 other => classify_kafka_error(other),
             },
             Error::Timeout { .. } => ErrorClass::Retriable,
+            Error::Registry(e) => e.class,
             Error::InvalidSettings { .. }
             | Error::ClientCreation { .. }
             | Error::DeliveryCanceled { .. }

@@ -21,6 +21,7 @@ mod from_config;
 mod headers;
 mod offsets;
 mod producer;
+mod schema_registry;
 mod settings;
 
 pub use admin::{
@@ -40,6 +41,7 @@ pub use offsets::{ConsumedOffsets, PartitionOffset, StartOffset, TopicPartition}
 pub use producer::{
     DeliveryReport, IdempotentProducer, PendingDelivery, TransactionalProducer, TxnState,
 };
+pub use schema_registry::{RegistryError, SchemaRegistryClient};
 pub use settings::{
     AssignMode, Compression, ConsumerSettings, KafkaSettings, OffsetReset, PROTECTED_KEYS,
     ProducerSettings, SaslMechanism, SaslSettings, SslSettings, transactional_id,
