@@ -21,7 +21,6 @@ pub use policy::{
 pub use strategy::VaultEntry;
 pub use vault::{PgTokenVault, TokenVault, VaultReader, migrate};
 
-/// Kafka header carrying the version of the policy an event was masked under (decimal ASCII).
-pub const POLICY_VERSION_HEADER: &str = "cdc-policy-version";
-/// Kafka header carrying the event's correlation id (set by capture, kept by the masker).
-pub const CORRELATION_ID_HEADER: &str = "cdc-correlation-id";
+pub use cdc_model::headers::{
+    CORRELATION_ID as CORRELATION_ID_HEADER, POLICY_VERSION as POLICY_VERSION_HEADER,
+};

@@ -14,6 +14,7 @@ pub mod dead_letter;
 pub mod error;
 pub mod error_class;
 pub mod event;
+pub mod headers;
 pub mod json_codec;
 pub mod native_codec;
 pub mod position;

@@ -34,8 +34,7 @@ use crate::error::Error;
 pub const HEALTH_DESTINATION: &str = "destination";
 /// Health dependency name of the Kafka consumer.
 pub const HEALTH_KAFKA: &str = "kafka";
-/// Header carrying the correlation id (defined here until `cdc-model` owns header names).
-pub const HEADER_CORRELATION_ID: &str = "cdc-correlation-id";
+pub use cdc_model::headers::CORRELATION_ID as HEADER_CORRELATION_ID;
 
 /// Everything the driver needs besides the adapter.
 #[derive(Debug, Clone)]

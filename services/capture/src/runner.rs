@@ -40,11 +40,9 @@ use crate::event_builder::{MutationContext, build_events};
 use crate::position_store::{load_position, positions_topic_config};
 use crate::segment_dir::{self, SegmentFiles};
 
-/// Kafka header carrying the event's correlation id (`<node>:<segment>:<position>:<index>`).
-/// Defined here until cdc-model owns the header names.
-pub const HEADER_CORRELATION_ID: &str = "cdc-correlation-id";
-/// Kafka header carrying the table's schema-history version the event was decoded with.
-pub const HEADER_SCHEMA_VERSION: &str = "cdc-schema-version";
+pub use cdc_model::headers::{
+    CORRELATION_ID as HEADER_CORRELATION_ID, SCHEMA_VERSION as HEADER_SCHEMA_VERSION,
+};
 
 /// Health dependency names.
 pub const DEP_KAFKA: &str = "kafka";
