@@ -14,7 +14,7 @@ STACK_DIR := $(or $(CDC_STACK_DIR),.stack)
 TEST_THREADS ?= 4
 
 .PHONY: help stack-up stack-down stack-status stack-reset build lint fmt clippy test test-unit \
-        test-integration test-clickhouse-front demo down fuzz-smoke bench-masker bench-capture clean
+        test-integration test-clickhouse-front demo down fuzz-smoke bench-masker bench-capture bench-sinks clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -77,3 +77,7 @@ bench-capture: stack-up ## capture: parse MB/s of a real segment, backlog events
 
 clean: ## remove build outputs (keeps .stack/ and the download cache)
 	$(CARGO) clean
+
+bench-sinks: stack-up ## sinks: rows/s into PostgreSQL, TimescaleDB, ClickHouse (insert-only/mixed, batch 100/1k/10k); writes docs/benchmarks.md
+	set -a; source $(STACK_DIR)/env; set +a; \
+	$(CARGO) test --release -p cdc-sink --test bench_sinks -- --ignored --nocapture --test-threads=1
