@@ -5,8 +5,6 @@
 //! catches up within 60 s to exactly the expected state. Needs `make stack-up`; never skips.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cdc_sink::compliance::{self, ComplianceEnv, Inspector, PgInspector, Row};
@@ -18,60 +16,6 @@ use secrecy::SecretString;
 const OUTAGE: Duration = Duration::from_secs(120);
 const CATCH_UP: Duration = Duration::from_secs(60);
 const T0: i64 = 1_700_000_000_000_000;
-
-/// A loopback TCP proxy that can be cut: existing connections dropped, new ones refused.
-struct Proxy {
-    port: u16,
-    enabled: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind proxy");
-        let port = listener.local_addr().expect("proxy addr").port();
-        let enabled = Arc::new(AtomicBool::new(true));
-        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::new(Mutex::new(Vec::new()));
-        let (e, c) = (enabled.clone(), conns.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !e.load(Ordering::SeqCst) {
-                    continue; // dropped at once: the connection is refused
-                }
-                let target = target.clone();
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        // Without TCP_NODELAY, Nagle + delayed ACKs add ~40 ms to many of the
-                        // small protocol messages the proxy relays.
-                        let _ = inbound.set_nodelay(true);
-                        let _ = outbound.set_nodelay(true);
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                if let Ok(mut list) = c.lock() {
-                    list.retain(|h| !h.is_finished());
-                    list.push(task.abort_handle());
-                }
-            }
-        });
-        Proxy {
-            port,
-            enabled,
-            conns,
-        }
-    }
-
-    fn set_up(&self, up: bool) {
-        self.enabled.store(up, Ordering::SeqCst);
-        if !up && let Ok(mut list) = self.conns.lock() {
-            for h in list.drain(..) {
-                h.abort();
-            }
-        }
-    }
-}
 
 /// `host:port` of a PostgreSQL URL.
 fn host_port(url: &str) -> String {
@@ -159,7 +103,7 @@ async fn postgres_cut_for_two_minutes_while_timescale_keeps_up() {
     let pg_offsets = OffsetReader::connect(&stack.postgres_url).await;
     let ts_offsets = OffsetReader::connect(&stack.timescale_url).await;
     let target = host_port(&stack.postgres_url);
-    let proxy = Proxy::start(target.clone()).await;
+    let proxy = cdc_testkit::FaultProxy::start(target.clone()).await;
     let proxied = stack
         .postgres_url
         .replacen(&target, &format!("127.0.0.1:{}", proxy.port), 1);

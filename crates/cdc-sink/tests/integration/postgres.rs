@@ -77,56 +77,6 @@ async fn timescale_poison_event_goes_to_dlq_while_later_events_flow() {
     compliance::poison_goes_to_dlq(&env, || timescale(&url), &inspector).await;
 }
 
-/// A TCP proxy to PostgreSQL that can be cut (existing connections dropped, new ones refused).
-struct Proxy {
-    port: u16,
-    enabled: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Proxy {
-        use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind proxy");
-        let port = listener.local_addr().expect("proxy addr").port();
-        let enabled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (e, c) = (enabled.clone(), conns.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !e.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection is refused
-                }
-                let target = target.clone();
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                if let Ok(mut list) = c.lock() {
-                    list.push(task.abort_handle());
-                }
-            }
-        });
-        Proxy {
-            port,
-            enabled,
-            conns,
-        }
-    }
-
-    fn set_up(&self, up: bool) {
-        self.enabled.store(up, std::sync::atomic::Ordering::SeqCst);
-        if !up && let Ok(mut list) = self.conns.lock() {
-            for h in list.drain(..) {
-                h.abort();
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_pauses_the_sink_and_it_catches_up_without_loss() {
     use std::time::Duration;
@@ -143,7 +93,7 @@ async fn postgres_outage_pauses_the_sink_and_it_catches_up_without_loss() {
         let port = cfg.get_ports().first().copied().unwrap_or(5432);
         format!("{host}:{port}")
     };
-    let proxy = Proxy::start(target.clone()).await;
+    let proxy = cdc_testkit::FaultProxy::start(target.clone()).await;
     let proxied = stack
         .postgres_url
         .replacen(&target, &format!("127.0.0.1:{}", proxy.port), 1);
