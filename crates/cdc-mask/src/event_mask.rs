@@ -619,6 +619,21 @@ mod tests {
     use super::*;
     use crate::PolicyContext;
 
+    /// Column name → CQL type string, from an envelope's `columns` section.
+    fn column_types(envelope: &Json) -> BTreeMap<String, String> {
+        envelope["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_owned(),
+                    c["type"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
     const POLICY: &str = r#"
 version: 4
 hash_key_id: h1
@@ -756,17 +771,7 @@ tables:
                 .starts_with("hash_")
         );
         // Types in the envelope follow the masking.
-        let types: BTreeMap<String, String> = j["columns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                (
-                    c["name"].as_str().unwrap().to_owned(),
-                    c["type"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
+        let types = column_types(&j);
         assert_eq!(types["age"], "int");
         assert_eq!(types["email"], "text");
         assert_eq!(types["card"], "blob");
@@ -899,17 +904,7 @@ tables:
             assert!(!text.contains(v), "{v} leaked");
         }
         let j: Json = serde_json::from_slice(&bytes).unwrap();
-        let types: BTreeMap<String, String> = j["columns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                (
-                    c["name"].as_str().unwrap().to_owned(),
-                    c["type"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
+        let types = column_types(&j);
         assert_eq!(types["emails"], "list<text>");
         assert_eq!(types["prefs"], "map<text, text>");
         assert_eq!(types["pair"], "frozen<tuple<text, text>>");
