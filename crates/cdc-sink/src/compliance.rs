@@ -884,11 +884,9 @@ impl PgInspector {
 impl Inspector for PgInspector {
     async fn live_rows(&self, keyspace: &str, table: &str) -> Result<BTreeMap<i32, Row>, String> {
         let client = self.client().await?;
+        let view = crate::postgres::naming::live_view(keyspace, table);
         let rows = client
-            .query(
-                &format!("SELECT id, name, score FROM \"{keyspace}\".\"{table}\""),
-                &[],
-            )
+            .query(&format!("SELECT id, name, score FROM {view}"), &[])
             .await
             .map_err(|e| e.to_string())?;
         let mut out = BTreeMap::new();
@@ -905,7 +903,10 @@ impl Inspector for PgInspector {
         let exists: bool = client
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2)",
-                &[&keyspace, &format!("{table}_changes")],
+                &[
+                    &crate::postgres::naming::schema_name(keyspace),
+                    &format!("{table}_changes"),
+                ],
             )
             .await
             .map_err(|e| e.to_string())?
@@ -915,7 +916,10 @@ impl Inspector for PgInspector {
         }
         let n: i64 = client
             .query_one(
-                &format!("SELECT count(*) FROM \"{keyspace}\".\"{table}_changes\""),
+                &format!(
+                    "SELECT count(*) FROM {}",
+                    crate::postgres::naming::changes_table(keyspace, table)
+                ),
                 &[],
             )
             .await

@@ -242,7 +242,9 @@ Method:\n\n\
 - Adapter level: `Destination::write_batch` with batches built before the clock starts (no \
 Kafka, no JSON decoding); each call applies the batch convergently and stores its offset in the \
 same atomic write (PostgreSQL/TimescaleDB: binary COPY into a staging table + one merge + offset \
-upsert in one transaction; TimescaleDB also inserts every change into the `_changes` hypertable; \
+upsert in one transaction, partition and range deletes COPYed into staging tables of their own and \
+applied by a fixed number of set-based statements per batch; TimescaleDB also inserts every change \
+into the `_changes` hypertable; \
 ClickHouse: one append-only insert of every change into the state table with a deterministic \
 deduplication token, then the offset row; the live view aggregates at read time, which this \
 bench does not measure).\n\

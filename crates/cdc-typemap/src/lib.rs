@@ -2,4 +2,5 @@
 //! conversions that go with it. Pure: no connections.
 
 pub mod clickhouse;
+pub mod order;
 pub mod postgres;

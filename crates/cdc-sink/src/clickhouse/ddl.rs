@@ -25,11 +25,20 @@
 //!   partition deletions only. For a multi-cell column the view keeps, per element path, the
 //!   newest change (tombstone wins ties) when it is live and newer than both the collection's and
 //!   the row's deletions, sorted by path (list: timeuuid time; set/map: element/key order).
-//! - `_cdc_offsets`, a `ReplacingMergeTree(next_offset)` of (consumer_group, topic, partition),
-//!   read with `max(next_offset)`.
+//! - `_cdc_offsets`, a `ReplacingMergeTree(next_offset)` of (consumer_group, topic, partition,
+//!   epoch), read with `argMax(next_offset, (epoch, next_offset))`: the highest offset of the
+//!   newest epoch. An operator's replay writes a new epoch, so a *lower* offset wins (see
+//!   `offsets`).
 //!
 //! Column kinds are recorded in column comments (`cdc:pk:<i>`, `cdc:ck:<i>:asc|desc`,
-//! `cdc:static[:list|set|map]`, `cdc:regular[:list|set|map]`) so the view can be rebuilt from the table alone after a restart.
+//! `cdc:static[:list|set|map|counter|udt:<fields>]`, `cdc:regular[:…]`) so the view can be rebuilt
+//! from the table alone after a restart. A non-frozen UDT is stored per field (`udt:<fields>`): its
+//! elements are (field position, the UDT tuple with only that field set).
+//!
+//! A partition with live static cells and no live clustering row appears in the view once, with
+//! NULL clustering and regular columns (as Cassandra's `SELECT` shows it): for tables with static
+//! columns the clustering columns of the view are therefore `Nullable` (or the type's default for
+//! array, map and tuple types, which ClickHouse cannot make `Nullable`).
 
 use cdc_model::CqlType;
 use cdc_model::{ClusteringOrder, ColumnKind};
@@ -86,24 +95,29 @@ pub enum MultiKind {
     /// A counter: one element per counter id (the shard), versioned by the shard's clock; the
     /// value is the sum of the newest shards' counts.
     Counter,
+    /// A non-frozen UDT with this many fields: one element per field (path = field position,
+    /// value = the UDT tuple with only that field set), so field updates converge.
+    Udt(u16),
 }
 
 impl MultiKind {
-    fn as_str(self) -> &'static str {
+    fn comment(self) -> String {
         match self {
-            MultiKind::List => "list",
-            MultiKind::Set => "set",
-            MultiKind::Map => "map",
-            MultiKind::Counter => "counter",
+            MultiKind::List => "list".into(),
+            MultiKind::Set => "set".into(),
+            MultiKind::Map => "map".into(),
+            MultiKind::Counter => "counter".into(),
+            MultiKind::Udt(fields) => format!("udt:{fields}"),
         }
     }
 
-    fn parse(s: &str) -> Option<MultiKind> {
-        match s {
-            "list" => Some(MultiKind::List),
-            "set" => Some(MultiKind::Set),
-            "map" => Some(MultiKind::Map),
-            "counter" => Some(MultiKind::Counter),
+    fn parse(parts: &[&str]) -> Option<MultiKind> {
+        match parts {
+            ["list"] => Some(MultiKind::List),
+            ["set"] => Some(MultiKind::Set),
+            ["map"] => Some(MultiKind::Map),
+            ["counter"] => Some(MultiKind::Counter),
+            ["udt", n] => n.parse().ok().map(MultiKind::Udt),
             _ => None,
         }
     }
@@ -115,6 +129,13 @@ impl MultiKind {
             CqlType::Set { frozen: false, .. } => Some(MultiKind::Set),
             CqlType::Map { frozen: false, .. } => Some(MultiKind::Map),
             CqlType::Counter => Some(MultiKind::Counter),
+            CqlType::Udt {
+                fields,
+                frozen: false,
+                ..
+            } => Some(MultiKind::Udt(
+                u16::try_from(fields.len()).unwrap_or(u16::MAX),
+            )),
             _ => None,
         }
     }
@@ -139,6 +160,7 @@ pub fn element_types(cql: &CqlType) -> Option<(ChType, ChType)> {
             frozen: false,
         } => Some((value_type(key), value_type(value))),
         CqlType::Counter => Some((ChType::Uuid, ChType::Int64)),
+        CqlType::Udt { frozen: false, .. } => Some((ChType::Int16, column_type(cql))),
         _ => None,
     }
 }
@@ -299,7 +321,7 @@ impl TableLayout {
                     } else {
                         ValueKind::Regular
                     },
-                    multi: rest.first().and_then(|m| MultiKind::parse(m)),
+                    multi: MultiKind::parse(rest),
                     element_ty: String::new(),
                 }),
                 _ => {}
@@ -333,10 +355,15 @@ impl TableLayout {
     /// misread (RowBinary is positional), so it must be refused.
     pub fn type_conflict(&self, other: &TableLayout) -> Option<(String, String, String)> {
         let norm = |t: &str| t.replace('`', "");
+        let describe = |v: &ValueCol| match v.multi {
+            // A column stored per element (or not) cannot be written the other way.
+            Some(m) => format!("{} stored per element ({})", v.ty, m.comment()),
+            None => v.ty.clone(),
+        };
         other.values.iter().find_map(|theirs| {
             let mine = self.values.iter().find(|v| v.name == theirs.name)?;
-            (norm(&mine.ty) != norm(&theirs.ty))
-                .then(|| (theirs.name.clone(), mine.ty.clone(), theirs.ty.clone()))
+            (norm(&mine.ty) != norm(&theirs.ty) || mine.multi != theirs.multi)
+                .then(|| (theirs.name.clone(), describe(mine), describe(theirs)))
         })
     }
 
@@ -396,7 +423,7 @@ fn value_col_defs(v: &ValueCol) -> Vec<String> {
                 "{} {} COMMENT 'cdc:{kind}:{}'",
                 q(&v.name),
                 v.ty,
-                multi.as_str()
+                multi.comment()
             ),
             format!("{} Int64 DEFAULT {NO_TIME_SQL}", q(&cd_col(&v.name))),
             format!("{} {}", q(&el_col(&v.name)), v.element_ty),
@@ -488,8 +515,9 @@ pub fn add_columns_sql(layout: &TableLayout, new: &[&ValueCol]) -> Option<String
 pub fn create_offsets_table_sql(database: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {}.{} (`consumer_group` String, `topic` LowCardinality(String), \
-         `partition` Int32, `next_offset` Int64, `written_at` DateTime64(3, 'UTC') DEFAULT now64(3)) \
-         ENGINE = ReplacingMergeTree(`next_offset`) ORDER BY (`consumer_group`, `topic`, `partition`)",
+         `partition` Int32, `next_offset` Int64, `written_at` DateTime64(3, 'UTC') DEFAULT now64(3), \
+         `epoch` UInt64) \
+         ENGINE = ReplacingMergeTree(`next_offset`) ORDER BY (`consumer_group`, `topic`, `partition`, `epoch`)",
         q(database),
         q(OFFSETS_TABLE)
     )
@@ -645,13 +673,33 @@ pub fn create_view_sql(layout: &TableLayout) -> String {
     let level3 = level3.join(", ");
 
     // Output.
-    let mut out: Vec<String> = keys.clone();
+    // A partition with live static cells and no live row shows once, with NULL (or, for types
+    // ClickHouse cannot make Nullable, default) clustering and regular columns, as in Cassandra.
+    let static_only = !ck.is_empty() && layout.values.iter().any(|v| v.kind == ValueKind::Static);
+    let mut out: Vec<String> = layout.partition_key.iter().map(|k| q(&k.name)).collect();
+    for k in ck {
+        let c = q(&k.name);
+        if !static_only {
+            out.push(c);
+        } else if k.ty.starts_with("Array(")
+            || k.ty.starts_with("Map(")
+            || k.ty.starts_with("Tuple(")
+        {
+            out.push(format!(
+                "if(`_cdc_kind` = 0, {c}, defaultValueOfArgumentType({c})) AS {c}"
+            ));
+        } else {
+            out.push(format!("if(`_cdc_kind` = 0, {c}, NULL) AS {c}"));
+        }
+    }
     let mut regular_live = Vec::new();
+    let mut static_live = Vec::new();
     for v in &layout.values {
         if let Some(multi) = v.multi {
             let live = q(&format!("_cdc_v_{}", v.name));
-            if v.kind == ValueKind::Regular {
-                regular_live.push(format!("notEmpty({live})"));
+            match v.kind {
+                ValueKind::Regular => regular_live.push(format!("notEmpty({live})")),
+                ValueKind::Static => static_live.push(format!("notEmpty({live})")),
             }
             let build = match multi {
                 MultiKind::List => format!("arrayMap(x -> x.2, {live})"),
@@ -663,6 +711,17 @@ pub fn create_view_sql(layout: &TableLayout) -> String {
                 MultiKind::Counter => {
                     format!("if(notEmpty({live}), arraySum(arrayMap(x -> x.2, {live})), NULL)")
                 }
+                MultiKind::Udt(fields) => {
+                    let parts: Vec<String> = (1..=fields)
+                        .map(|i| {
+                            format!(
+                                "tupleElement(tupleElement(arrayFirst(x -> x.1 = {}, {live}), 2), {i})",
+                                i - 1
+                            )
+                        })
+                        .collect();
+                    format!("tuple({})", parts.join(", "))
+                }
             };
             out.push(format!("CAST({build} AS {}) AS {}", v.ty, q(&v.name)));
             continue;
@@ -672,8 +731,9 @@ pub fn create_view_sql(layout: &TableLayout) -> String {
             ValueKind::Static => (static_name(v), "`_cdc_pd`"),
         };
         let live = cell_live(&a, d);
-        if v.kind == ValueKind::Regular {
-            regular_live.push(live.clone());
+        match v.kind {
+            ValueKind::Regular => regular_live.push(live.clone()),
+            ValueKind::Static => static_live.push(live.clone()),
         }
         out.push(format!(
             "if({live}, {a}.1, defaultValueOfArgumentType({a}.1)) AS {}",
@@ -689,19 +749,32 @@ pub fn create_view_sql(layout: &TableLayout) -> String {
     ];
     live.extend(regular_live);
 
-    format!(
-        "CREATE OR REPLACE VIEW {view} AS SELECT {out} FROM (SELECT {level3} FROM (SELECT {level2} \
-         FROM (SELECT {level1} FROM {state} GROUP BY {group}) WINDOW `_cdc_w` AS (PARTITION BY {pk})) \
-         WHERE `_cdc_kind` = 0) WHERE {live}",
-        view = layout.view(),
-        out = out.join(", "),
-        level3 = level3,
+    let inner = format!(
+        "SELECT {level3} FROM (SELECT {level2} \
+         FROM (SELECT {level1} FROM {state} GROUP BY {group}) WINDOW `_cdc_w` AS (PARTITION BY {pk}))",
         level2 = level2.join(", "),
         level1 = level1.join(", "),
         state = layout.state_table(),
         group = group.join(", "),
         pk = pk.join(", "),
-        live = live.join(" OR "),
+    );
+    let row_live = live.join(" OR ");
+    if !static_only {
+        return format!(
+            "CREATE OR REPLACE VIEW {view} AS SELECT {out} FROM ({inner} WHERE `_cdc_kind` = 0) WHERE {row_live}",
+            view = layout.view(),
+            out = out.join(", "),
+        );
+    }
+    format!(
+        "CREATE OR REPLACE VIEW {view} AS SELECT {out} FROM (SELECT *, \
+         max(`_cdc_kind` = 0 AND ({row_live})) OVER (PARTITION BY {pk}) AS `_cdc_any_row` \
+         FROM ({inner} WHERE `_cdc_kind` IN (0, 1))) \
+         WHERE (`_cdc_kind` = 0 AND ({row_live})) OR (`_cdc_kind` = 1 AND `_cdc_any_row` = 0 AND ({static_live}))",
+        view = layout.view(),
+        out = out.join(", "),
+        pk = pk.join(", "),
+        static_live = static_live.join(" OR "),
     )
 }
 
@@ -837,10 +910,20 @@ mod tests {
     #[test]
     fn view_uses_window_and_range_conditions() {
         let sql = create_view_sql(&layout());
+        // With a static column, a partition holding only static data shows with NULL clustering.
         assert!(
-            sql.starts_with("CREATE OR REPLACE VIEW `ks`.`t` AS SELECT `id`, `a`, `b`, "),
+            sql.starts_with("CREATE OR REPLACE VIEW `ks`.`t` AS SELECT `id`, if(`_cdc_kind` = 0, `a`, NULL) AS `a`, if(`_cdc_kind` = 0, `b`, NULL) AS `b`, "),
             "{sql}"
         );
+        assert!(sql.contains("AS `_cdc_any_row`"), "{sql}");
+        let mut no_static = layout();
+        no_static.values.retain(|v| v.kind == ValueKind::Regular);
+        let plain = create_view_sql(&no_static);
+        assert!(
+            plain.starts_with("CREATE OR REPLACE VIEW `ks`.`t` AS SELECT `id`, `a`, `b`, "),
+            "{plain}"
+        );
+        assert!(!plain.contains("_cdc_any_row"));
         assert!(sql.contains("PARTITION BY `id`"));
         // `b` is descending: "after the start bound" means smaller.
         assert!(sql.contains("`a` = g.6 AND `b` < g.7"), "{sql}");

@@ -77,6 +77,8 @@ pub struct ClickHouseDestination {
     present: std::sync::Mutex<HashMap<(String, i32), i64>>,
     /// Databases whose offsets table is known to exist.
     offsets_ready: Mutex<HashSet<String>>,
+    /// Offsets epoch per (group, topic, partition); see [`offsets`].
+    epochs: offsets::EpochCache,
 }
 
 impl ClickHouseDestination {
@@ -88,6 +90,7 @@ impl ClickHouseDestination {
             layouts: Mutex::new(HashMap::new()),
             present: std::sync::Mutex::new(HashMap::new()),
             offsets_ready: Mutex::new(HashSet::new()),
+            epochs: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -189,12 +192,7 @@ impl ClickHouseDestination {
                     &ddl::create_database_sql(&database),
                 )
                 .await?;
-                self.execute(
-                    "create offsets table",
-                    &database,
-                    &ddl::create_offsets_table_sql(&database),
-                )
-                .await?;
+                self.create_offsets_table(&database).await?;
                 let existing = match self.read_layout(&database, &shape.table).await? {
                     Some(l) => l,
                     None => {
@@ -332,21 +330,24 @@ impl ClickHouseDestination {
                 &ddl::create_database_sql(&database),
             )
             .await?;
-            self.execute(
-                "create offsets table",
-                &database,
-                &ddl::create_offsets_table_sql(&database),
-            )
-            .await?;
+            self.create_offsets_table(&database).await?;
             self.offsets_ready.lock().await.insert(database.clone());
         }
+        let epochs = self
+            .epochs_for(&database, group, &batch.next_offsets)
+            .await?;
         let stored = self
             .insert(
                 "store offsets",
                 &database,
                 offsets::insert_offsets_sql(&database),
                 None,
-                offsets::encode_offsets(group, &batch.next_offsets),
+                offsets::encode_offsets(group, &batch.next_offsets, |o| {
+                    epochs
+                        .get(&(o.topic.clone(), o.partition))
+                        .copied()
+                        .unwrap_or(0)
+                }),
             )
             .await;
         if let Err(e) = stored {
@@ -447,15 +448,12 @@ impl Destination for ClickHouseDestination {
                 });
             };
             let database = self.settings.database(&keyspace);
-            let stored = self
-                .fetch_partition_offsets(
-                    &database,
-                    self.client
-                        .query(&offsets::select_offsets_sql(&database))
-                        .bind(group)
-                        .bind(topic),
-                )
-                .await?;
+            let stored: BTreeMap<i32, i64> = self
+                .fetch_stored(&database, group, topic)
+                .await?
+                .into_iter()
+                .map(|(p, (next, _epoch))| (p, next))
+                .collect();
             let state = format!(
                 "{}.{}",
                 cdc_typemap::clickhouse::quote_ident(&database),
@@ -485,6 +483,14 @@ impl Destination for ClickHouseDestination {
             }
         }
         Ok(out)
+    }
+
+    async fn rewind_offsets(
+        &self,
+        group: &str,
+        offsets: &[crate::destination::NextOffset],
+    ) -> Result<(), Error> {
+        self.rewind(group, offsets).await
     }
 
     async fn write_batch(&self, group: &str, batch: &TableBatch) -> Result<WriteOutcome, Error> {

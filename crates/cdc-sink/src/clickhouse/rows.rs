@@ -6,8 +6,8 @@
 //! Non-frozen lists, sets and maps are written element by element (each element with its own
 //! writetime, plus the collection's deletion time), so appends, removals and overwrites converge
 //! per element. Counters are stored per shard (counter id → running count, versioned by clock)
-//! and summed by the view. Non-frozen UDTs are written whole when replaced (a deletion with the
-//! new fields); their field-level updates are refused as poison for now.
+//! and summed by the view. Non-frozen UDTs are stored per field (path = field position, value =
+//! the UDT tuple with only that field set), so field updates converge like collection elements.
 
 use std::collections::HashMap;
 
@@ -203,7 +203,7 @@ impl RowEncoder {
             let cql = &self.values[i].1;
             let exp = cell.ttl.map(|t| t.expires_at_secs);
             if self.elements[i].is_some() {
-                cells[i] = Some(self.multi_cell(cell)?);
+                cells[i] = Some(self.multi_cell(cql, cell)?);
                 continue;
             }
             let out = match &cell.change {
@@ -254,7 +254,7 @@ impl RowEncoder {
     }
 
     /// A change to a non-frozen list, set or map, element by element.
-    fn multi_cell(&self, cell: &cdc_model::CellChange) -> Result<CellOut, Error> {
+    fn multi_cell(&self, cql: &CqlType, cell: &cdc_model::CellChange) -> Result<CellOut, Error> {
         let exp = cell.ttl.map(|t| t.expires_at_secs);
         let wt = cell.writetime_micros;
         let element = |path, value| ElementOut {
@@ -265,22 +265,50 @@ impl RowEncoder {
         };
         let mismatch =
             || self.unsupported(&cell.column, "element paths do not match the column type");
+        // A UDT field as an element: its position, and the UDT with only that field set.
+        let udt_field = |name: &str,
+                         value: Option<&CqlValue>|
+         -> Result<(ElementPath, Option<CqlValue>), Error> {
+            let CqlType::Udt { fields, .. } = cql else {
+                return Err(mismatch());
+            };
+            let index = fields
+                .iter()
+                .position(|(n, _)| n == name)
+                .ok_or_else(mismatch)?;
+            let index = i16::try_from(index).map_err(|_| mismatch())?;
+            let value = value.map(|v| {
+                CqlValue::Udt(
+                    fields
+                        .iter()
+                        .map(|(n, _)| (n.clone(), (n == name).then(|| v.clone())))
+                        .collect(),
+                )
+            });
+            Ok((ElementPath::Value(CqlValue::Smallint(index)), value))
+        };
         Ok(match &cell.change {
             CellValue::Complex { deletion, elements } => CellOut::Multi {
                 deletion: deletion.map_or(NO_TIME, |d| d.marked_for_delete_at_micros),
                 elements: elements
                     .iter()
                     .map(|e| {
-                        let path = match &e.path {
-                            CellPath::ListIndex(id) => ElementPath::Text(list_key(id)),
-                            CellPath::SetElement(v) | CellPath::MapKey(v) => {
-                                ElementPath::Value(v.clone())
+                        let (path, value) = match (&e.path, cql) {
+                            (CellPath::ListIndex(id), CqlType::List { .. }) => {
+                                (ElementPath::Text(list_key(id)), e.value.clone())
                             }
-                            CellPath::UdtField(_) => return Err(mismatch()),
+                            (CellPath::SetElement(v), CqlType::Set { .. })
+                            | (CellPath::MapKey(v), CqlType::Map { .. }) => {
+                                (ElementPath::Value(v.clone()), e.value.clone())
+                            }
+                            (CellPath::UdtField(name), CqlType::Udt { .. }) => {
+                                udt_field(name, e.value.as_ref())?
+                            }
+                            _ => return Err(mismatch()),
                         };
                         Ok(ElementOut {
                             path,
-                            value: e.value.clone(),
+                            value,
                             wt: e.writetime_micros,
                             exp: e.ttl.map(|t| t.expires_at_secs),
                         })
@@ -310,6 +338,14 @@ impl RowEncoder {
                         .iter()
                         .map(|(k, v)| element(ElementPath::Value(k.clone()), Some(v.clone())))
                         .collect(),
+                    CqlValue::Udt(values) => values
+                        .iter()
+                        .filter_map(|(name, v)| v.as_ref().map(|v| (name, v)))
+                        .map(|(name, v)| {
+                            let (path, value) = udt_field(name, Some(v))?;
+                            Ok(element(path, value))
+                        })
+                        .collect::<Result<_, Error>>()?,
                     CqlValue::Empty => Vec::new(),
                     _ => return Err(mismatch()),
                 };

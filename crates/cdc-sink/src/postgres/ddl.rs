@@ -1,17 +1,27 @@
 //! DDL of the PostgreSQL layout: created on first sight, columns added before the first event
-//! that needs them, the live-row view rebuilt after every change. Pure SQL builders plus the one
-//! async function that runs them under an advisory lock (several sink instances may race).
+//! that needs them, the live-row view rebuilt after every change. Pure SQL builders; the
+//! adapter runs them under an advisory lock (several sink instances may race).
 //!
 //! State table `ks.t_state`: the Cassandra key columns (primary key = partition + clustering
 //! key), then [`ROW_COLUMNS`], `_cdc_deleted` (no live cell and no live row marker, TTL aside) and
-//! `_cdc_updated_at`, then per value column `c`: `c`, `_cdc_wt__c` (cell writetime, µs) and
-//! `_cdc_exp__c` (cell expiry). A cell tombstone is a NULL value with its writetime.
+//! `_cdc_updated_at`, `_cdc_ck` (the clustering order key, tables with clustering columns only),
+//! then per value column `c`: `c`, `_cdc_wt__c` (cell writetime, µs) and `_cdc_exp__c` (cell
+//! expiry). A cell tombstone is a NULL value with its writetime. A multi-cell column (non-frozen
+//! collection or UDT, counter) has `c` (always NULL), `_cdc_el__c` and `_cdc_cd__c` instead (see
+//! [`super::cells`]); the comment on `_cdc_el__c` records how to read it.
+//!
+//! Range tombstones `ks.t_range_deletes`: the partition key, `_cdc_start` and `_cdc_end` (the
+//! range as a half-open interval of clustering order keys, `cdc_typemap::order`), `_cdc_del_wt`
+//! and `_cdc_bounds` (the bounds as the event gave them, for people). A state row is inside when
+//! `_cdc_start <= _cdc_ck AND _cdc_ck < _cdc_end`.
 
 use cdc_typemap::postgres::pg_type;
 
+use super::cells::{self, MultiKind};
 use super::naming::{
-    ROW_COLUMNS, expiry_column, ident, live_view, partition_deletes_table, state_table,
-    static_table, writetime_column,
+    CLUSTERING_KEY_COLUMN, ROW_COLUMNS, cells_column, collection_deletion_column, expiry_column,
+    ident, live_view, partition_deletes_table, range_deletes_table, state_table, static_table,
+    writetime_column,
 };
 use crate::destination::{ColumnDef, TableShape};
 
@@ -23,14 +33,43 @@ pub const NO_WRITETIME: &str = "(-9223372036854775808)::bigint";
 pub struct ChangesLayout {
     /// Keep a `t_changes` hypertable of every applied change.
     pub enabled: bool,
-    /// `chunk_time_interval` of created hypertables, seconds.
+    /// `chunk_interval_secs` of created hypertables, seconds.
     pub chunk_interval_secs: u64,
     /// Retention on `t_changes`, seconds.
     pub retention_secs: Option<u64>,
 }
 
+/// A static or regular column as the table stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueColumn {
+    /// The Cassandra name.
+    pub name: String,
+    /// Set for a multi-cell column (stored as element cells).
+    pub multi: Option<MultiKind>,
+}
+
+impl ValueColumn {
+    /// The stored form of a shape column.
+    pub fn of(c: &ColumnDef) -> ValueColumn {
+        ValueColumn {
+            name: c.name.clone(),
+            multi: MultiKind::of(&c.cql_type),
+        }
+    }
+}
+
 fn column_type(c: &ColumnDef) -> &'static str {
     pg_type(&c.cql_type).sql_name()
+}
+
+fn hidden_columns() -> Vec<String> {
+    let mut cols: Vec<String> = ROW_COLUMNS
+        .iter()
+        .map(|(n, t)| format!("{n} {t}"))
+        .collect();
+    cols.push("_cdc_deleted boolean NOT NULL DEFAULT false".into());
+    cols.push("_cdc_updated_at timestamptz NOT NULL DEFAULT now()".into());
+    cols
 }
 
 /// `CREATE TABLE IF NOT EXISTS` of the state table (keys and hidden row columns only).
@@ -41,15 +80,26 @@ pub fn create_state_table(shape: &TableShape) -> String {
         .chain(shape.clustering_key())
         .map(|c| format!("{} {} NOT NULL", ident(&c.name), column_type(c)))
         .collect();
-    cols.extend(ROW_COLUMNS.iter().map(|(n, t)| format!("{n} {t}")));
-    cols.push("_cdc_deleted boolean NOT NULL DEFAULT false".into());
-    cols.push("_cdc_updated_at timestamptz NOT NULL DEFAULT now()".into());
+    cols.extend(hidden_columns());
+    if !shape.clustering_key().is_empty() {
+        cols.push(format!("{CLUSTERING_KEY_COLUMN} bytea"));
+    }
     format!(
         "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
         state_table(&shape.keyspace, &shape.table),
         cols.join(", "),
         key_names(shape).join(", ")
     )
+}
+
+/// `ALTER TABLE … ADD COLUMN IF NOT EXISTS _cdc_ck` for state tables created before it existed.
+pub fn add_clustering_key_column(shape: &TableShape) -> Option<String> {
+    (!shape.clustering_key().is_empty()).then(|| {
+        format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {CLUSTERING_KEY_COLUMN} bytea",
+            state_table(&shape.keyspace, &shape.table)
+        )
+    })
 }
 
 /// `CREATE TABLE IF NOT EXISTS` of the static-column table (partition key and hidden columns).
@@ -59,9 +109,7 @@ pub fn create_static_table(shape: &TableShape) -> String {
         .iter()
         .map(|c| format!("{} {} NOT NULL", ident(&c.name), column_type(c)))
         .collect();
-    cols.extend(ROW_COLUMNS.iter().map(|(n, t)| format!("{n} {t}")));
-    cols.push("_cdc_deleted boolean NOT NULL DEFAULT false".into());
-    cols.push("_cdc_updated_at timestamptz NOT NULL DEFAULT now()".into());
+    cols.extend(hidden_columns());
     let names: Vec<String> = pk.iter().map(|c| ident(&c.name)).collect();
     format!(
         "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
@@ -71,17 +119,34 @@ pub fn create_static_table(shape: &TableShape) -> String {
     )
 }
 
-/// `CREATE TABLE IF NOT EXISTS` of the partition tombstones.
-pub fn create_partition_deletes_table(shape: &TableShape) -> String {
+fn partition_key_defs(shape: &TableShape) -> (Vec<String>, Vec<String>) {
     let pk = shape.partition_key();
-    let cols: Vec<String> = pk
+    let cols = pk
         .iter()
         .map(|c| format!("{} {} NOT NULL", ident(&c.name), column_type(c)))
         .collect();
-    let names: Vec<String> = pk.iter().map(|c| ident(&c.name)).collect();
+    let names = pk.iter().map(|c| ident(&c.name)).collect();
+    (cols, names)
+}
+
+/// `CREATE TABLE IF NOT EXISTS` of the partition tombstones.
+pub fn create_partition_deletes_table(shape: &TableShape) -> String {
+    let (cols, names) = partition_key_defs(shape);
     format!(
         "CREATE TABLE IF NOT EXISTS {} ({}, _cdc_del_wt bigint NOT NULL, PRIMARY KEY ({}))",
         partition_deletes_table(&shape.keyspace, &shape.table),
+        cols.join(", "),
+        names.join(", ")
+    )
+}
+
+/// `CREATE TABLE IF NOT EXISTS` of the range tombstones (see the module doc).
+pub fn create_range_deletes_table(shape: &TableShape) -> String {
+    let (cols, names) = partition_key_defs(shape);
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({}, _cdc_start bytea NOT NULL, _cdc_end bytea NOT NULL, \
+         _cdc_del_wt bigint NOT NULL, _cdc_bounds jsonb, PRIMARY KEY ({}, _cdc_start, _cdc_end))",
+        range_deletes_table(&shape.keyspace, &shape.table),
         cols.join(", "),
         names.join(", ")
     )
@@ -97,36 +162,93 @@ pub fn key_names(shape: &TableShape) -> Vec<String> {
         .collect()
 }
 
-/// `ALTER TABLE … ADD COLUMN IF NOT EXISTS` for a value column and its bookkeeping columns.
-pub fn add_value_column(relation: &str, c: &ColumnDef, bookkeeping: bool) -> String {
+/// Quoted partition-key column names.
+pub fn partition_key_names(shape: &TableShape) -> Vec<String> {
+    shape
+        .partition_key()
+        .into_iter()
+        .map(|c| ident(&c.name))
+        .collect()
+}
+
+/// The statements adding a value column and its bookkeeping columns (`ALTER TABLE … ADD COLUMN
+/// IF NOT EXISTS`, and the kind comment of a multi-cell column). Without `bookkeeping` (the
+/// changes hypertable) only the value column.
+pub fn add_value_column(relation: &str, c: &ColumnDef, bookkeeping: bool) -> Vec<String> {
     let mut parts = vec![format!(
         "ADD COLUMN IF NOT EXISTS {} {}",
         ident(&c.name),
         column_type(c)
     )];
-    if bookkeeping {
-        parts.push(format!(
-            "ADD COLUMN IF NOT EXISTS {} bigint",
-            ident(&writetime_column(&c.name))
-        ));
-        parts.push(format!(
-            "ADD COLUMN IF NOT EXISTS {} timestamptz",
-            ident(&expiry_column(&c.name))
-        ));
+    let multi = MultiKind::of(&c.cql_type);
+    let mut out = Vec::new();
+    match (&multi, bookkeeping) {
+        (_, false) => {}
+        (None, true) => {
+            parts.push(format!(
+                "ADD COLUMN IF NOT EXISTS {} bigint",
+                ident(&writetime_column(&c.name))
+            ));
+            parts.push(format!(
+                "ADD COLUMN IF NOT EXISTS {} timestamptz",
+                ident(&expiry_column(&c.name))
+            ));
+        }
+        (Some(kind), true) => {
+            let cells = ident(&cells_column(&c.name));
+            parts.push(format!("ADD COLUMN IF NOT EXISTS {cells} jsonb"));
+            parts.push(format!(
+                "ADD COLUMN IF NOT EXISTS {} bigint",
+                ident(&collection_deletion_column(&c.name))
+            ));
+            out.push(format!(
+                "COMMENT ON COLUMN {relation}.{cells} IS '{}'",
+                kind.comment().replace('\'', "''")
+            ));
+        }
     }
-    format!("ALTER TABLE {relation} {}", parts.join(", "))
+    out.insert(0, format!("ALTER TABLE {relation} {}", parts.join(", ")));
+    out
+}
+
+/// The value columns of a described table (`(name, comment)` in column order): every column that
+/// is neither hidden nor a key, multi-cell when its `_cdc_el__<name>` column carries a kind
+/// comment.
+pub fn value_columns(
+    described: &[(String, Option<String>)],
+    keys: &std::collections::HashSet<String>,
+) -> Vec<ValueColumn> {
+    described
+        .iter()
+        .filter(|(n, _)| !n.starts_with("_cdc_") && !keys.contains(n))
+        .map(|(n, _)| {
+            let cells = cells_column(n);
+            let multi = described
+                .iter()
+                .find(|(c, _)| *c == cells)
+                .and_then(|(_, comment)| comment.as_deref())
+                .and_then(MultiKind::from_comment);
+            ValueColumn {
+                name: n.clone(),
+                multi,
+            }
+        })
+        .collect()
 }
 
 /// The expression "this cell is live": written after every tombstone covering the row, not
 /// null, not expired. `prefix` qualifies column references (`""` or `"t."`).
-pub fn cell_live(prefix: &str, column: &str, with_ttl: bool) -> String {
-    let c = ident(column);
-    let wt = ident(&writetime_column(column));
+pub fn cell_live(prefix: &str, column: &ValueColumn, with_ttl: bool) -> String {
+    if column.multi.is_some() {
+        return cells::live_sql(prefix, &column.name, with_ttl);
+    }
+    let c = ident(&column.name);
+    let wt = ident(&writetime_column(&column.name));
     let mut expr = format!(
         "({prefix}{c} IS NOT NULL AND {prefix}{wt} > COALESCE({prefix}_cdc_del_wt, {NO_WRITETIME})"
     );
     if with_ttl {
-        let exp = ident(&expiry_column(column));
+        let exp = ident(&expiry_column(&column.name));
         expr.push_str(&format!(
             " AND ({prefix}{exp} IS NULL OR {prefix}{exp} > now())"
         ));
@@ -135,8 +257,23 @@ pub fn cell_live(prefix: &str, column: &str, with_ttl: bool) -> String {
     expr
 }
 
+/// The visible value of a column (`prefix`-qualified), NULL unless its cell is live.
+pub fn visible_value(prefix: &str, column: &ValueColumn) -> String {
+    match &column.multi {
+        Some(kind) => {
+            let (cells, floor) = cells::cells_and_floor(prefix, &column.name);
+            kind.value_sql(&cells, &floor)
+        }
+        None => format!(
+            "CASE WHEN {} THEN {prefix}{} END",
+            cell_live(prefix, column, true),
+            ident(&column.name)
+        ),
+    }
+}
+
 /// The expression "this row is live": a live row marker or any live cell.
-pub fn row_live(prefix: &str, value_columns: &[String], with_ttl: bool) -> String {
+pub fn row_live(prefix: &str, value_columns: &[ValueColumn], with_ttl: bool) -> String {
     let mut marker = format!(
         "({prefix}_cdc_row_wt IS NOT NULL AND {prefix}_cdc_row_wt > COALESCE({prefix}_cdc_del_wt, {NO_WRITETIME})"
     );
@@ -152,43 +289,55 @@ pub fn row_live(prefix: &str, value_columns: &[String], with_ttl: bool) -> Strin
 }
 
 /// The live-row view: key columns, then each regular column shown only while its cell is live,
-/// then each static column of the row's partition while its cell is live.
+/// then each static column of the row's partition while its cell is live. A partition with live
+/// static cells and no live row appears once with NULL clustering and regular columns, as
+/// Cassandra's `SELECT` shows it.
 pub fn create_view(
     shape: &TableShape,
-    value_columns: &[String],
-    static_columns: &[String],
+    value_columns: &[ValueColumn],
+    static_columns: &[ValueColumn],
 ) -> String {
     let mut cols: Vec<String> = key_names(shape).iter().map(|k| format!("s.{k}")).collect();
-    cols.extend(value_columns.iter().map(|c| {
-        format!(
-            "CASE WHEN {} THEN s.{} END AS {}",
-            cell_live("s.", c, true),
-            ident(c),
-            ident(c)
-        )
-    }));
-    cols.extend(static_columns.iter().map(|c| {
-        format!(
-            "CASE WHEN {} THEN st.{} END AS {}",
-            cell_live("st.", c, true),
-            ident(c),
-            ident(c)
-        )
-    }));
-    let join: Vec<String> = shape
-        .partition_key()
+    cols.extend(
+        value_columns
+            .iter()
+            .map(|c| format!("{} AS {}", visible_value("s.", c), ident(&c.name))),
+    );
+    let statics: Vec<String> = static_columns
         .iter()
-        .map(|c| format!("st.{0} = s.{0}", ident(&c.name)))
+        .map(|c| format!("{} AS {}", visible_value("st.", c), ident(&c.name)))
         .collect();
-    format!(
-        "CREATE VIEW {} AS SELECT {} FROM {} s LEFT JOIN {} st ON {} WHERE {}",
+    cols.extend(statics.iter().cloned());
+    let pk = partition_key_names(shape);
+    let join: Vec<String> = pk.iter().map(|k| format!("st.{k} = s.{k}")).collect();
+    let state = state_table(&shape.keyspace, &shape.table);
+    let mut sql = format!(
+        "CREATE VIEW {} AS SELECT {} FROM {state} s LEFT JOIN {} st ON {} WHERE {}",
         live_view(&shape.keyspace, &shape.table),
         cols.join(", "),
-        state_table(&shape.keyspace, &shape.table),
         static_table(&shape.keyspace, &shape.table),
         join.join(" AND "),
         row_live("s.", value_columns, true)
-    )
+    );
+    if !static_columns.is_empty() && !shape.clustering_key().is_empty() {
+        let mut only: Vec<String> = pk.iter().map(|k| format!("st.{k}")).collect();
+        only.extend(shape.clustering_key().iter().map(|_| "NULL".to_owned()));
+        only.extend(value_columns.iter().map(|_| "NULL".to_owned()));
+        only.extend(statics);
+        let static_live: Vec<String> = static_columns
+            .iter()
+            .map(|c| cell_live("st.", c, true))
+            .collect();
+        sql.push_str(&format!(
+            " UNION ALL SELECT {} FROM {} st WHERE ({}) AND NOT EXISTS (SELECT 1 FROM {state} s WHERE {} AND {})",
+            only.join(", "),
+            static_table(&shape.keyspace, &shape.table),
+            static_live.join(" OR "),
+            join.join(" AND "),
+            row_live("s.", value_columns, true)
+        ));
+    }
+    sql
 }
 
 #[cfg(test)]
@@ -231,19 +380,60 @@ mod tests {
         assert!(sql.ends_with("PRIMARY KEY (\"id\", \"ck\"))"));
         let alter = add_value_column("\"ks\".\"t_state\"", &shape().columns[2], true);
         assert_eq!(
-            alter,
+            alter.join("; "),
             "ALTER TABLE \"ks\".\"t_state\" ADD COLUMN IF NOT EXISTS \"v\" bigint, ADD COLUMN IF NOT EXISTS \"_cdc_wt__v\" bigint, ADD COLUMN IF NOT EXISTS \"_cdc_exp__v\" timestamptz"
         );
     }
 
     #[test]
     fn view_filters_live_rows() {
-        let sql = create_view(&shape(), &["v".to_owned()], &["s1".to_owned()]);
+        let col = |n: &str| ValueColumn {
+            name: n.into(),
+            multi: None,
+        };
+        let sql = create_view(&shape(), &[col("v")], &[col("s1")]);
         assert!(
             sql.starts_with("CREATE VIEW \"ks\".\"t\" AS SELECT s.\"id\", s.\"ck\", CASE WHEN")
         );
         assert!(sql.contains("FROM \"ks\".\"t_state\" s LEFT JOIN \"ks\".\"t_static\" st ON st.\"id\" = s.\"id\" WHERE"));
         assert!(sql.contains("s._cdc_row_wt > COALESCE(s._cdc_del_wt"));
         assert!(sql.contains("THEN st.\"s1\" END AS \"s1\""));
+        // A partition with only static data shows up with NULL clustering and regular columns.
+        assert!(
+            sql.contains("UNION ALL SELECT st.\"id\", NULL, NULL, CASE WHEN"),
+            "{sql}"
+        );
+        assert!(sql.contains(
+            "AND NOT EXISTS (SELECT 1 FROM \"ks\".\"t_state\" s WHERE st.\"id\" = s.\"id\" AND"
+        ));
+        let no_statics = create_view(&shape(), &[col("v")], &[]);
+        assert!(!no_statics.contains("UNION"));
+    }
+
+    #[test]
+    fn multi_cell_columns_get_cells_and_a_kind_comment() {
+        let c = ColumnDef {
+            name: "tags".into(),
+            cql_type: CqlType::parse("set<text>").unwrap_or_else(|e| panic!("{e}")),
+            kind: ColumnKind::Regular,
+        };
+        let stmts = add_value_column("\"ks\".\"t_state\"", &c, true);
+        assert_eq!(stmts.len(), 2);
+        assert!(stmts[0].contains("ADD COLUMN IF NOT EXISTS \"_cdc_el__tags\" jsonb"));
+        assert!(stmts[0].contains("\"_cdc_cd__tags\" bigint"));
+        assert!(!stmts[0].contains("_cdc_wt__tags"));
+        assert!(
+            stmts[1].starts_with("COMMENT ON COLUMN \"ks\".\"t_state\".\"_cdc_el__tags\" IS 'cdc:")
+        );
+        let v = ValueColumn::of(&c);
+        assert_eq!(
+            visible_value("s.", &v),
+            "public._cdc_set_value(s.\"_cdc_el__tags\", GREATEST(s.\"_cdc_cd__tags\", s._cdc_del_wt))"
+        );
+        assert!(
+            create_range_deletes_table(&shape())
+                .contains("PRIMARY KEY (\"id\", _cdc_start, _cdc_end)")
+        );
+        assert!(create_state_table(&shape()).contains("_cdc_ck bytea"));
     }
 }

@@ -2,30 +2,49 @@
 //! last-write-wins rules the SQL merge uses (so a key touched several times in one batch becomes
 //! one staged row), then COPYed in binary into a temporary staging table and merged into the
 //! state table by one `INSERT … ON CONFLICT DO UPDATE` comparing writetimes cell by cell.
+//! Partition and range tombstones are COPYed into staging tables of their own and applied by a
+//! fixed number of set-based statements per batch, whatever their count.
 //!
 //! Rules (ARCHITECTURE §4): a cell replaces the stored cell when its writetime is greater, or equal
 //! and it is a tombstone; the row marker and the tombstone writetime keep their maximum; a cell or
 //! marker is live only when written after the row's tombstone writetime. Ties between two
 //! different values at the same writetime keep the stored one (Cassandra compares the bytes; such
-//! ties need two writers in the same microsecond).
+//! ties need two writers in the same microsecond). Multi-cell columns merge element by element
+//! ([`super::cells`]).
+//!
+//! Tombstones are stored (`t_partition_deletes`, `t_range_deletes`) and the merge takes the
+//! greatest partition and covering range tombstone of every staged row into its `_cdc_del_wt`, so
+//! a write older than a deletion stays shadowed whichever arrives first. Range coverage compares
+//! clustering order keys (`cdc_typemap::order`, Cassandra's comparators including descending
+//! columns and prefix bounds) as `bytea`.
 
 use std::collections::HashMap;
 
 use bytes::BytesMut;
+use cdc_model::json_codec::value_to_json;
 use cdc_model::{
-    CellPath, CellValue, ClusteringBound, ColumnKind, CqlType, CqlValue, DeletionScope,
-    ElementChange, KeyColumn,
+    CellValue, ClusteringBound, ClusteringOrder, ColumnKind, DeletionScope, KeyColumn,
 };
+use cdc_typemap::order;
 use cdc_typemap::postgres::{PgType, encode_binary, pg_type};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
-use super::ddl::{NO_WRITETIME, row_live};
-use super::naming::{expiry_column, ident, partition_deletes_table, writetime_column};
+use super::cells::{CellsError, MultiDelta, MultiKind, multi_delta};
+use super::ddl::{ValueColumn, partition_key_names, row_live};
+use super::naming::{
+    CLUSTERING_KEY_COLUMN, cells_column, collection_deletion_column, expiry_column, ident,
+    partition_deletes_table, range_deletes_table, writetime_column,
+};
 use crate::destination::{BatchEvent, ColumnDef, Rejection, TableShape};
 use crate::error::Error;
 
 /// Microseconds between 1970-01-01 and 2000-01-01.
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
+/// Staging table of the batch's partition tombstones.
+pub const PARTITION_DELETES_STAGING: &str = "_cdc_stg_pd";
+/// Staging table of the batch's range tombstones.
+pub const RANGE_DELETES_STAGING: &str = "_cdc_stg_rd";
 
 /// A value already in PostgreSQL's binary format (or NULL); accepted for any parameter type.
 #[derive(Debug, Clone, Copy)]
@@ -97,6 +116,14 @@ pub fn enc_epoch_micros(micros: i64) -> Vec<u8> {
         .to_vec()
 }
 
+/// Binary jsonb of a JSON text.
+pub fn enc_jsonb(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 1);
+    out.push(1);
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
 /// One cell after reduction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellDelta {
@@ -111,11 +138,15 @@ pub struct CellDelta {
 pub struct RowDelta {
     /// Encoded key values: partition key then clustering key.
     pub key: Vec<Vec<u8>>,
+    /// The clustering order key (tables with clustering columns).
+    pub ck: Option<Vec<u8>>,
     /// Row marker writetime and expiry.
     pub marker: Option<(i64, Option<i64>)>,
     pub deleted_at: Option<i64>,
     pub max_writetime: i64,
     pub cells: HashMap<String, CellDelta>,
+    /// Multi-cell columns (collections, UDTs, counters).
+    pub multi: HashMap<String, MultiDelta>,
 }
 
 /// A partition tombstone.
@@ -125,13 +156,17 @@ pub struct PartitionDelete {
     pub writetime: i64,
 }
 
-/// A range tombstone: clustering prefix bounds (empty = unbounded).
+/// A range tombstone as a half-open interval of clustering order keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RangeDelete {
     pub partition_key: Vec<Vec<u8>>,
-    pub start: (Vec<Vec<u8>>, bool),
-    pub end: (Vec<Vec<u8>>, bool),
+    /// Inclusive lower bound ([`order::range_start`]).
+    pub start: Vec<u8>,
+    /// Exclusive upper bound ([`order::range_end`]).
+    pub end: Vec<u8>,
     pub writetime: i64,
+    /// The bounds as the event gave them (JSON), for people reading the table.
+    pub bounds: String,
 }
 
 /// A batch reduced for the merge.
@@ -191,8 +226,77 @@ fn unsupported(shape: &TableShape, what: &str) -> Error {
     }
 }
 
-fn bound(shape: &TableShape, b: &ClusteringBound) -> Result<(Vec<Vec<u8>>, bool), Error> {
-    Ok((encode_key(shape, &b.prefix)?, b.inclusive))
+/// The crate error of a multi-cell change that cannot be stored.
+pub fn cells_err(shape: &TableShape, column: &str, e: CellsError) -> Error {
+    match e {
+        CellsError::Shape(reason) => schema_err(shape, column, &reason),
+        CellsError::Unsupported(what) => unsupported(shape, &format!("{what} (column {column})")),
+        CellsError::Value(source) => value_err(shape, column, source),
+    }
+}
+
+/// The clustering order key of a (possibly partial) clustering given in key order.
+fn clustering_order_key(shape: &TableShape, values: &[KeyColumn]) -> Result<Vec<u8>, Error> {
+    let defs = shape.clustering_key();
+    if values.len() > defs.len() {
+        return Err(schema_err(
+            shape,
+            "",
+            "more clustering values than clustering columns",
+        ));
+    }
+    let mut out = Vec::new();
+    for (def, k) in defs.iter().zip(values) {
+        if def.name != k.name {
+            return Err(schema_err(
+                shape,
+                &k.name,
+                "clustering values are not in clustering order",
+            ));
+        }
+        let desc = matches!(
+            def.kind,
+            ColumnKind::Clustering {
+                order: ClusteringOrder::Desc,
+                ..
+            }
+        );
+        order::push_component(&def.cql_type, &k.value, desc, &mut out)
+            .map_err(|e| schema_err(shape, &k.name, &e.to_string()))?;
+    }
+    Ok(out)
+}
+
+fn bound_json(b: &ClusteringBound) -> serde_json::Value {
+    serde_json::json!({
+        "prefix": b.prefix.iter().map(|k| serde_json::json!({"column": k.name, "value": value_to_json(&k.value)})).collect::<Vec<_>>(),
+        "inclusive": b.inclusive,
+    })
+}
+
+fn range_delete(
+    shape: &TableShape,
+    pk: Vec<Vec<u8>>,
+    start: &ClusteringBound,
+    end: &ClusteringBound,
+    writetime: i64,
+) -> Result<RangeDelete, Error> {
+    let bounds =
+        serde_json::json!({"start": bound_json(start), "end": bound_json(end)}).to_string();
+    if bounds.contains("\\u0000") {
+        return Err(schema_err(
+            shape,
+            "",
+            "a range bound holds a NUL character, which jsonb cannot store",
+        ));
+    }
+    Ok(RangeDelete {
+        partition_key: pk,
+        start: order::range_start(clustering_order_key(shape, &start.prefix)?, start.inclusive),
+        end: order::range_end(clustering_order_key(shape, &end.prefix)?, end.inclusive),
+        writetime,
+        bounds,
+    })
 }
 
 /// The part of one event that the merge applies.
@@ -201,6 +305,40 @@ enum EventDelta {
     Static(RowDelta),
     Partition(PartitionDelete),
     Range(RangeDelete),
+}
+
+fn simple_value(
+    shape: &TableShape,
+    def: &ColumnDef,
+    change: &CellValue,
+) -> Result<Option<Vec<u8>>, Error> {
+    match change {
+        CellValue::Set { value } => encode_binary(&def.cql_type, value)
+            .map_err(|source| value_err(shape, &def.name, source)),
+        CellValue::Tombstone => Ok(None),
+        CellValue::Complex { .. } => Err(schema_err(
+            shape,
+            &def.name,
+            "element changes for a single-cell (frozen) column",
+        )),
+        CellValue::Counter { .. } => Err(schema_err(
+            shape,
+            &def.name,
+            "counter shards for a non-counter column",
+        )),
+    }
+}
+
+fn empty_row(key: Vec<Vec<u8>>, max_writetime: i64) -> RowDelta {
+    RowDelta {
+        key,
+        ck: None,
+        marker: None,
+        deleted_at: None,
+        max_writetime,
+        cells: HashMap::new(),
+        multi: HashMap::new(),
+    }
 }
 
 fn event_delta(shape: &TableShape, be: &BatchEvent) -> Result<Vec<EventDelta>, Error> {
@@ -214,62 +352,42 @@ fn event_delta(shape: &TableShape, be: &BatchEvent) -> Result<Vec<EventDelta>, E
         ));
     }
     let full_key = e.clustering_key.len() == shape.clustering_key().len();
+    let max_writetime = e.max_writetime_micros().unwrap_or(0);
     let mut out = Vec::new();
-    let mut statics = RowDelta {
-        key: pk.clone(),
-        marker: None,
-        deleted_at: None,
-        max_writetime: e.max_writetime_micros().unwrap_or(0),
-        cells: HashMap::new(),
-    };
-    let mut row = RowDelta {
-        key: Vec::new(),
-        marker: e
-            .liveness
-            .map(|l| (l.writetime_micros, l.ttl.map(|t| t.expires_at_secs))),
-        deleted_at: None,
-        max_writetime: e.max_writetime_micros().unwrap_or(0),
-        cells: HashMap::new(),
-    };
+    let mut statics = empty_row(pk.clone(), max_writetime);
+    let mut row = empty_row(Vec::new(), max_writetime);
+    row.marker = e
+        .liveness
+        .map(|l| (l.writetime_micros, l.ttl.map(|t| t.expires_at_secs)));
     for cell in &e.cells {
         let def = shape
             .column(&cell.column)
             .ok_or_else(|| schema_err(shape, &cell.column, "column type unknown"))?;
-        let value = match &cell.change {
-            CellValue::Set { value } => encode_binary(&def.cql_type, value)
-                .map_err(|source| value_err(shape, &cell.column, source))?,
-            CellValue::Tombstone => None,
-            CellValue::Complex {
-                deletion: Some(_),
-                elements,
-            } => {
-                // A whole-value overwrite (`SET c = …`): the deletion shadows every older
-                // element, so the elements are the complete new value.
-                let whole = whole_value(&def.cql_type, elements).ok_or_else(|| {
-                    unsupported(
-                        shape,
-                        "a collection overwrite with expiring or deleted elements",
-                    )
-                })?;
-                match whole {
-                    Some(v) => encode_binary(&def.cql_type, &v)
-                        .map_err(|source| value_err(shape, &cell.column, source))?,
-                    None => None,
-                }
-            }
-            CellValue::Complex { deletion: None, .. } => {
-                return Err(unsupported(
-                    shape,
-                    "an element-level update of a non-frozen collection/UDT",
-                ));
-            }
-            CellValue::Counter { .. } => return Err(unsupported(shape, "a counter update")),
-        };
         let target = if def.kind == ColumnKind::Static {
             &mut statics
         } else {
             &mut row
         };
+        if MultiKind::of(&def.cql_type).is_some() {
+            let delta = multi_delta(
+                &def.cql_type,
+                cell.writetime_micros,
+                cell.ttl.map(|t| t.expires_at_secs),
+                &cell.change,
+            )
+            .map_err(|err| cells_err(shape, &cell.column, err))?;
+            // Refuse values jsonb cannot hold now, so the event is the one rejected.
+            delta
+                .encode_cells()
+                .map_err(|err| cells_err(shape, &cell.column, err))?;
+            target
+                .multi
+                .entry(cell.column.clone())
+                .or_default()
+                .merge(delta);
+            continue;
+        }
+        let value = simple_value(shape, def, &cell.change)?;
         target.cells.insert(
             cell.column.clone(),
             CellDelta {
@@ -298,23 +416,34 @@ fn event_delta(shape: &TableShape, be: &BatchEvent) -> Result<Vec<EventDelta>, E
             out.push(EventDelta::Partition(pd));
         }
         Some((DeletionScope::Range { start, end }, wt)) => {
-            out.push(EventDelta::Range(RangeDelete {
-                partition_key: pk.clone(),
-                start: bound(shape, start)?,
-                end: bound(shape, end)?,
-                writetime: wt,
-            }));
+            if no_clustering {
+                return Err(schema_err(
+                    shape,
+                    "",
+                    "a range tombstone on a table without clustering columns",
+                ));
+            }
+            out.push(EventDelta::Range(range_delete(
+                shape,
+                pk.clone(),
+                start,
+                end,
+                wt,
+            )?));
         }
         None => {}
     }
-    if !statics.cells.is_empty() {
+    if !statics.cells.is_empty() || !statics.multi.is_empty() {
         out.push(EventDelta::Static(statics));
     }
     // A static row carries no clustering row (its liveness is the partition's).
     if e.is_static {
         row.marker = None;
     }
-    let touches_row = row.marker.is_some() || row.deleted_at.is_some() || !row.cells.is_empty();
+    let touches_row = row.marker.is_some()
+        || row.deleted_at.is_some()
+        || !row.cells.is_empty()
+        || !row.multi.is_empty();
     if touches_row {
         if !full_key {
             return Err(schema_err(
@@ -323,63 +452,14 @@ fn event_delta(shape: &TableShape, be: &BatchEvent) -> Result<Vec<EventDelta>, E
                 "a row change without its full clustering key",
             ));
         }
+        if !no_clustering {
+            row.ck = Some(clustering_order_key(shape, &e.clustering_key)?);
+        }
         row.key = pk;
         row.key.extend(encode_key(shape, &e.clustering_key)?);
         out.push(EventDelta::Row(row));
     }
     Ok(out)
-}
-
-/// The complete value of a non-frozen collection/UDT from an overwrite's elements; `Some(None)`
-/// for an empty collection (NULL); `None` when an element is a tombstone or expires (the value
-/// would then change over time, which this layout cannot express).
-fn whole_value(ty: &CqlType, elements: &[ElementChange]) -> Option<Option<CqlValue>> {
-    if elements
-        .iter()
-        .any(|e| e.value.is_none() || e.ttl.is_some())
-    {
-        return None;
-    }
-    if elements.is_empty() {
-        return Some(None);
-    }
-    let value = match ty {
-        CqlType::List { .. } => {
-            CqlValue::List(elements.iter().filter_map(|e| e.value.clone()).collect())
-        }
-        CqlType::Set { .. } => CqlValue::Set(
-            elements
-                .iter()
-                .filter_map(|e| match &e.path {
-                    CellPath::SetElement(v) => Some(v.clone()),
-                    _ => None,
-                })
-                .collect(),
-        ),
-        CqlType::Map { .. } => CqlValue::Map(
-            elements
-                .iter()
-                .filter_map(|e| match (&e.path, &e.value) {
-                    (CellPath::MapKey(k), Some(v)) => Some((k.clone(), v.clone())),
-                    _ => None,
-                })
-                .collect(),
-        ),
-        CqlType::Udt { fields, .. } => CqlValue::Udt(
-            fields
-                .iter()
-                .map(|(name, _)| {
-                    let v = elements.iter().find_map(|e| match &e.path {
-                        CellPath::UdtField(f) if f == name => e.value.clone(),
-                        _ => None,
-                    });
-                    (name.clone(), v)
-                })
-                .collect(),
-        ),
-        _ => return None,
-    };
-    Some(Some(value))
 }
 
 fn merge_row(into: &mut RowDelta, from: RowDelta) {
@@ -392,6 +472,9 @@ fn merge_row(into: &mut RowDelta, from: RowDelta) {
         (Some(a), Some(b)) => Some(if b.0 > a.0 { b } else { a }),
         (a, b) => a.or(b),
     };
+    if into.ck.is_none() {
+        into.ck = from.ck;
+    }
     for (name, cell) in from.cells {
         match into.cells.get(&name) {
             Some(old)
@@ -401,6 +484,9 @@ fn merge_row(into: &mut RowDelta, from: RowDelta) {
                 into.cells.insert(name, cell);
             }
         }
+    }
+    for (name, delta) in from.multi {
+        into.multi.entry(name).or_default().merge(delta);
     }
 }
 
@@ -449,28 +535,34 @@ pub fn reduce(shape: &TableShape, events: &[BatchEvent]) -> Reduced {
 pub struct Staging {
     /// (quoted name, SQL type, wire type) in COPY order.
     pub columns: Vec<(String, &'static str, Type)>,
-    /// Value columns (unquoted) in order.
-    pub values: Vec<String>,
+    /// Value columns in order.
+    pub values: Vec<ValueColumn>,
     pub key_count: usize,
+    /// The staged rows carry `_cdc_ck` (state table of a table with clustering columns).
+    pub has_ck: bool,
 }
 
-/// The staging layout of the state table: primary key, hidden row columns, then
-/// value/writetime/expiry triples of the regular columns.
+/// The staging layout of the state table: primary key, hidden row columns, `_cdc_ck`, then the
+/// regular columns' cells.
 pub fn staging(shape: &TableShape) -> Staging {
     let keys: Vec<&ColumnDef> = shape
         .partition_key()
         .into_iter()
         .chain(shape.clustering_key())
         .collect();
-    staging_for(&keys, &shape.regular_columns())
+    staging_for(
+        &keys,
+        &shape.regular_columns(),
+        !shape.clustering_key().is_empty(),
+    )
 }
 
 /// The staging layout of the static table: partition key, hidden columns, static columns.
 pub fn static_staging(shape: &TableShape) -> Staging {
-    staging_for(&shape.partition_key(), &shape.static_columns())
+    staging_for(&shape.partition_key(), &shape.static_columns(), false)
 }
 
-fn staging_for(keys: &[&ColumnDef], values: &[&ColumnDef]) -> Staging {
+fn staging_for(keys: &[&ColumnDef], values: &[&ColumnDef], has_ck: bool) -> Staging {
     let mut columns = Vec::new();
     for c in keys {
         let pg = pg_type(&c.cql_type);
@@ -481,34 +573,61 @@ fn staging_for(keys: &[&ColumnDef], values: &[&ColumnDef]) -> Staging {
     columns.push(("_cdc_expires_at".into(), "timestamptz", Type::TIMESTAMPTZ));
     columns.push(("_cdc_del_wt".into(), "bigint", Type::INT8));
     columns.push(("_cdc_writetime".into(), "bigint", Type::INT8));
+    if has_ck {
+        columns.push((CLUSTERING_KEY_COLUMN.into(), "bytea", Type::BYTEA));
+    }
     let mut names = Vec::new();
     for c in values {
-        let pg = pg_type(&c.cql_type);
-        columns.push((ident(&c.name), pg.sql_name(), wire_type(pg)));
-        columns.push((ident(&writetime_column(&c.name)), "bigint", Type::INT8));
-        columns.push((
-            ident(&expiry_column(&c.name)),
-            "timestamptz",
-            Type::TIMESTAMPTZ,
-        ));
-        names.push(c.name.clone());
+        let v = ValueColumn::of(c);
+        if v.multi.is_some() {
+            columns.push((ident(&cells_column(&c.name)), "jsonb", Type::JSONB));
+            columns.push((
+                ident(&collection_deletion_column(&c.name)),
+                "bigint",
+                Type::INT8,
+            ));
+        } else {
+            let pg = pg_type(&c.cql_type);
+            columns.push((ident(&c.name), pg.sql_name(), wire_type(pg)));
+            columns.push((ident(&writetime_column(&c.name)), "bigint", Type::INT8));
+            columns.push((
+                ident(&expiry_column(&c.name)),
+                "timestamptz",
+                Type::TIMESTAMPTZ,
+            ));
+        }
+        names.push(v);
     }
     Staging {
         columns,
         values: names,
         key_count,
+        has_ck,
     }
 }
 
 /// The encoded staging row of a delta, in [`staging`] order.
-pub fn staging_row(layout: &Staging, row: &RowDelta) -> Vec<Option<Vec<u8>>> {
+pub fn staging_row(layout: &Staging, row: &RowDelta) -> Result<Vec<Option<Vec<u8>>>, CellsError> {
     let mut out: Vec<Option<Vec<u8>>> = row.key.iter().cloned().map(Some).collect();
     out.push(row.marker.map(|m| enc_i64(m.0)));
     out.push(row.marker.and_then(|m| m.1).map(enc_epoch_secs));
     out.push(row.deleted_at.map(enc_i64));
     out.push(Some(enc_i64(row.max_writetime)));
-    for name in &layout.values {
-        match row.cells.get(name) {
+    if layout.has_ck {
+        out.push(row.ck.clone());
+    }
+    for v in &layout.values {
+        if v.multi.is_some() {
+            match row.multi.get(&v.name) {
+                Some(m) => {
+                    out.push(m.encode_cells()?);
+                    out.push(m.deletion.map(enc_i64));
+                }
+                None => out.extend([None, None]),
+            }
+            continue;
+        }
+        match row.cells.get(&v.name) {
             Some(c) => {
                 out.push(c.value.clone());
                 out.push(Some(enc_i64(c.writetime)));
@@ -517,24 +636,25 @@ pub fn staging_row(layout: &Staging, row: &RowDelta) -> Vec<Option<Vec<u8>>> {
             None => out.extend([None, None, None]),
         }
     }
-    out
+    Ok(out)
 }
 
-/// `CREATE TEMP TABLE` of the staging table.
-pub fn create_staging(name: &str, layout: &Staging) -> String {
-    let cols: Vec<String> = layout
-        .columns
-        .iter()
-        .map(|(n, t, _)| format!("{n} {t}"))
-        .collect();
+/// `CREATE TEMP TABLE` of a staging table with `columns`.
+pub fn create_temp_table(name: &str, columns: &[(String, &'static str, Type)]) -> String {
+    let cols: Vec<String> = columns.iter().map(|(n, t, _)| format!("{n} {t}")).collect();
     format!(
         "CREATE TEMP TABLE {name} ({}) ON COMMIT DROP",
         cols.join(", ")
     )
 }
 
+/// `CREATE TEMP TABLE` of the staging table.
+pub fn create_staging(name: &str, layout: &Staging) -> String {
+    create_temp_table(name, &layout.columns)
+}
+
 /// The one merge statement: staged rows into `target` (keyed by `keys`, quoted), cell by cell
-/// by writetime, taking partition tombstones into account.
+/// by writetime, taking stored partition (and, with `_cdc_ck`, range) tombstones into account.
 pub fn merge_statement(
     shape: &TableShape,
     layout: &Staging,
@@ -542,15 +662,9 @@ pub fn merge_statement(
     target: &str,
     keys: &[String],
 ) -> String {
-    let state = target;
     let pdel = partition_deletes_table(&shape.keyspace, &shape.table);
-    let keys = keys.to_vec();
-    let pk: Vec<String> = shape
-        .partition_key()
-        .iter()
-        .map(|c| ident(&c.name))
-        .collect();
-    let mut insert_cols: Vec<String> = keys.clone();
+    let pk = partition_key_names(shape);
+    let mut insert_cols: Vec<String> = keys.to_vec();
     let mut select: Vec<String> = keys.iter().map(|k| format!("s.{k}")).collect();
     insert_cols.extend(
         [
@@ -563,22 +677,53 @@ pub fn merge_statement(
     );
     select.push("s._cdc_row_wt".into());
     select.push("s._cdc_expires_at".into());
-    select.push("GREATEST(s._cdc_del_wt, pd._cdc_del_wt)".into());
+    if layout.has_ck {
+        let rdel = range_deletes_table(&shape.keyspace, &shape.table);
+        let rjoin: Vec<String> = pk.iter().map(|k| format!("r.{k} = s.{k}")).collect();
+        select.push(format!(
+            "GREATEST(s._cdc_del_wt, pd._cdc_del_wt, (SELECT max(r._cdc_del_wt) FROM {rdel} r \
+             WHERE {} AND r._cdc_start <= s.{CLUSTERING_KEY_COLUMN} AND s.{CLUSTERING_KEY_COLUMN} < r._cdc_end))",
+            rjoin.join(" AND ")
+        ));
+    } else {
+        select.push("GREATEST(s._cdc_del_wt, pd._cdc_del_wt)".into());
+    }
     select.push("s._cdc_writetime".into());
     let mut sets = vec![
         format!(
-            "_cdc_expires_at = CASE WHEN EXCLUDED._cdc_row_wt > COALESCE(t._cdc_row_wt, {NO_WRITETIME}) THEN EXCLUDED._cdc_expires_at ELSE t._cdc_expires_at END"
+            "_cdc_expires_at = CASE WHEN EXCLUDED._cdc_row_wt > COALESCE(t._cdc_row_wt, {}) THEN EXCLUDED._cdc_expires_at ELSE t._cdc_expires_at END",
+            super::ddl::NO_WRITETIME
         ),
         "_cdc_row_wt = GREATEST(t._cdc_row_wt, EXCLUDED._cdc_row_wt)".to_owned(),
         "_cdc_del_wt = GREATEST(t._cdc_del_wt, EXCLUDED._cdc_del_wt)".to_owned(),
         "_cdc_writetime = GREATEST(t._cdc_writetime, EXCLUDED._cdc_writetime)".to_owned(),
         "_cdc_updated_at = now()".to_owned(),
     ];
+    if layout.has_ck {
+        insert_cols.push(CLUSTERING_KEY_COLUMN.into());
+        select.push(format!("s.{CLUSTERING_KEY_COLUMN}"));
+        sets.push(format!(
+            "{CLUSTERING_KEY_COLUMN} = COALESCE(EXCLUDED.{CLUSTERING_KEY_COLUMN}, t.{CLUSTERING_KEY_COLUMN})"
+        ));
+    }
     for v in &layout.values {
+        if v.multi.is_some() {
+            let (el, cd) = (
+                ident(&cells_column(&v.name)),
+                ident(&collection_deletion_column(&v.name)),
+            );
+            insert_cols.extend([el.clone(), cd.clone()]);
+            select.extend([format!("s.{el}"), format!("s.{cd}")]);
+            sets.push(format!(
+                "{el} = public._cdc_cells_merge(t.{el}, EXCLUDED.{el}, GREATEST(t.{cd}, EXCLUDED.{cd}, t._cdc_del_wt, EXCLUDED._cdc_del_wt))"
+            ));
+            sets.push(format!("{cd} = GREATEST(t.{cd}, EXCLUDED.{cd})"));
+            continue;
+        }
         let (c, wt, exp) = (
-            ident(v),
-            ident(&writetime_column(v)),
-            ident(&expiry_column(v)),
+            ident(&v.name),
+            ident(&writetime_column(&v.name)),
+            ident(&expiry_column(&v.name)),
         );
         insert_cols.extend([c.clone(), wt.clone(), exp.clone()]);
         select.extend([format!("s.{c}"), format!("s.{wt}"), format!("s.{exp}")]);
@@ -595,7 +740,7 @@ pub fn merge_statement(
     }
     let join: Vec<String> = pk.iter().map(|k| format!("pd.{k} = s.{k}")).collect();
     format!(
-        "INSERT INTO {state} AS t ({}) SELECT {} FROM {staging_name} s LEFT JOIN {pdel} pd ON {} ON CONFLICT ({}) DO UPDATE SET {}",
+        "INSERT INTO {target} AS t ({}) SELECT {} FROM {staging_name} s LEFT JOIN {pdel} pd ON {} ON CONFLICT ({}) DO UPDATE SET {}",
         insert_cols.join(", "),
         select.join(", "),
         join.join(" AND "),
@@ -606,7 +751,12 @@ pub fn merge_statement(
 
 /// Recomputes `_cdc_deleted` (TTL aside) for the rows of `target` selected by `filter`
 /// (`t.` prefixed).
-pub fn refresh_deleted(target: &str, value_columns: &[String], from: &str, filter: &str) -> String {
+pub fn refresh_deleted(
+    target: &str,
+    value_columns: &[ValueColumn],
+    from: &str,
+    filter: &str,
+) -> String {
     format!(
         "UPDATE {target} AS t SET _cdc_deleted = NOT {} {from} WHERE {filter}",
         row_live("t.", value_columns, false)
@@ -621,44 +771,119 @@ pub fn key_join(keys: &[String]) -> String {
         .join(" AND ")
 }
 
-/// `t."pk1" = $n AND …` over the partition key, parameters starting at `$first`.
-pub fn partition_filter(shape: &TableShape, first: usize) -> String {
+fn partition_key_staging(shape: &TableShape) -> Vec<(String, &'static str, Type)> {
     shape
         .partition_key()
         .iter()
-        .enumerate()
-        .map(|(i, c)| format!("t.{} = ${}", ident(&c.name), first + i))
-        .collect::<Vec<_>>()
-        .join(" AND ")
-}
-
-/// Row comparison of a clustering prefix with parameters: `(t."c1", t."c2") >= ($3, $4)`.
-pub fn prefix_compare(shape: &TableShape, len: usize, op: &str, first: usize) -> Option<String> {
-    if len == 0 {
-        return None;
-    }
-    let cols: Vec<String> = shape
-        .clustering_key()
-        .iter()
-        .take(len)
-        .map(|c| format!("t.{}", ident(&c.name)))
-        .collect();
-    let params: Vec<String> = (0..len).map(|i| format!("${}", first + i)).collect();
-    Some(format!(
-        "({}) {op} ({})",
-        cols.join(", "),
-        params.join(", ")
-    ))
-}
-
-/// The cast of a key parameter (so PostgreSQL infers the right type in row comparisons).
-pub fn key_types(shape: &TableShape) -> Vec<CqlType> {
-    shape
-        .partition_key()
-        .into_iter()
-        .chain(shape.clustering_key())
-        .map(|c| c.cql_type.clone())
+        .map(|c| {
+            let pg = pg_type(&c.cql_type);
+            (ident(&c.name), pg.sql_name(), wire_type(pg))
+        })
         .collect()
+}
+
+/// COPY layout of [`PARTITION_DELETES_STAGING`]: partition key, `_cdc_del_wt`.
+pub fn partition_deletes_staging(shape: &TableShape) -> Vec<(String, &'static str, Type)> {
+    let mut cols = partition_key_staging(shape);
+    cols.push(("_cdc_del_wt".into(), "bigint", Type::INT8));
+    cols
+}
+
+/// The staged row of a partition tombstone.
+pub fn partition_delete_row(pd: &PartitionDelete) -> Vec<Option<Vec<u8>>> {
+    let mut row: Vec<Option<Vec<u8>>> = pd.partition_key.iter().cloned().map(Some).collect();
+    row.push(Some(enc_i64(pd.writetime)));
+    row
+}
+
+/// COPY layout of [`RANGE_DELETES_STAGING`]: partition key, bounds, `_cdc_del_wt`, `_cdc_bounds`.
+pub fn range_deletes_staging(shape: &TableShape) -> Vec<(String, &'static str, Type)> {
+    let mut cols = partition_key_staging(shape);
+    cols.push(("_cdc_start".into(), "bytea", Type::BYTEA));
+    cols.push(("_cdc_end".into(), "bytea", Type::BYTEA));
+    cols.push(("_cdc_del_wt".into(), "bigint", Type::INT8));
+    cols.push(("_cdc_bounds".into(), "jsonb", Type::JSONB));
+    cols
+}
+
+/// The staged row of a range tombstone.
+pub fn range_delete_row(rd: &RangeDelete) -> Vec<Option<Vec<u8>>> {
+    let mut row: Vec<Option<Vec<u8>>> = rd.partition_key.iter().cloned().map(Some).collect();
+    row.push(Some(rd.start.clone()));
+    row.push(Some(rd.end.clone()));
+    row.push(Some(enc_i64(rd.writetime)));
+    row.push(Some(enc_jsonb(&rd.bounds)));
+    row
+}
+
+/// Stores the staged partition tombstones (keeping the newest per partition).
+pub fn store_partition_deletes(shape: &TableShape) -> String {
+    let pdel = partition_deletes_table(&shape.keyspace, &shape.table);
+    let pk = partition_key_names(shape).join(", ");
+    format!(
+        "INSERT INTO {pdel} AS d ({pk}, _cdc_del_wt) SELECT {pk}, max(_cdc_del_wt) FROM {PARTITION_DELETES_STAGING} GROUP BY {pk} \
+         ON CONFLICT ({pk}) DO UPDATE SET _cdc_del_wt = GREATEST(d._cdc_del_wt, EXCLUDED._cdc_del_wt)"
+    )
+}
+
+/// Stores the staged range tombstones (keeping the newest per range).
+pub fn store_range_deletes(shape: &TableShape) -> String {
+    let rdel = range_deletes_table(&shape.keyspace, &shape.table);
+    let pk = partition_key_names(shape).join(", ");
+    format!(
+        "INSERT INTO {rdel} AS d ({pk}, _cdc_start, _cdc_end, _cdc_del_wt, _cdc_bounds) \
+         SELECT {pk}, _cdc_start, _cdc_end, max(_cdc_del_wt), (array_agg(_cdc_bounds))[1] FROM {RANGE_DELETES_STAGING} \
+         GROUP BY {pk}, _cdc_start, _cdc_end \
+         ON CONFLICT ({pk}, _cdc_start, _cdc_end) DO UPDATE SET _cdc_del_wt = GREATEST(d._cdc_del_wt, EXCLUDED._cdc_del_wt)"
+    )
+}
+
+/// Applies the staged partition tombstones to the stored rows of `target` (state or static
+/// table): raises their `_cdc_del_wt`, then refreshes `_cdc_deleted`.
+pub fn apply_partition_deletes(
+    shape: &TableShape,
+    target: &str,
+    values: &[ValueColumn],
+) -> [String; 2] {
+    let pk = partition_key_names(shape);
+    let cols = pk.join(", ");
+    let join = key_join(&pk);
+    let agg = format!(
+        "(SELECT {cols}, max(_cdc_del_wt) AS _cdc_del_wt FROM {PARTITION_DELETES_STAGING} GROUP BY {cols}) s"
+    );
+    [
+        format!(
+            "UPDATE {target} AS t SET _cdc_del_wt = s._cdc_del_wt, _cdc_updated_at = now() FROM {agg} \
+             WHERE {join} AND (t._cdc_del_wt IS NULL OR t._cdc_del_wt < s._cdc_del_wt)"
+        ),
+        refresh_deleted(target, values, &format!("FROM {agg}"), &join),
+    ]
+}
+
+/// Applies the staged range tombstones to the stored rows of the state table: the covered rows
+/// (with their newest covering tombstone) go to a temporary table, then `_cdc_del_wt` and
+/// `_cdc_deleted` are updated from it.
+pub fn apply_range_deletes(shape: &TableShape, state: &str, values: &[ValueColumn]) -> [String; 3] {
+    let pk = partition_key_names(shape);
+    let keys = super::ddl::key_names(shape);
+    let on: Vec<String> = pk.iter().map(|k| format!("r.{k} = t.{k}")).collect();
+    let tk: Vec<String> = keys.iter().map(|k| format!("t.{k}")).collect();
+    let join = key_join(&keys);
+    [
+        format!(
+            "CREATE TEMP TABLE _cdc_rd_hits ON COMMIT DROP AS SELECT {}, max(r._cdc_del_wt) AS _cdc_del_wt \
+             FROM {state} t JOIN {RANGE_DELETES_STAGING} r ON {} AND r._cdc_start <= t.{CLUSTERING_KEY_COLUMN} \
+             AND t.{CLUSTERING_KEY_COLUMN} < r._cdc_end GROUP BY {}",
+            tk.join(", "),
+            on.join(" AND "),
+            tk.join(", ")
+        ),
+        format!(
+            "UPDATE {state} AS t SET _cdc_del_wt = s._cdc_del_wt, _cdc_updated_at = now() FROM _cdc_rd_hits s \
+             WHERE {join} AND (t._cdc_del_wt IS NULL OR t._cdc_del_wt < s._cdc_del_wt)"
+        ),
+        refresh_deleted(state, values, "FROM _cdc_rd_hits s", &join),
+    ]
 }
 
 #[cfg(test)]
@@ -772,8 +997,8 @@ mod tests {
     }
 
     #[test]
-    fn collection_overwrites_are_whole_values_and_element_updates_are_rejected() {
-        use cdc_model::{CellChange, ComplexDeletion};
+    fn collection_overwrites_and_element_updates_become_element_cells() {
+        use cdc_model::{CellChange, CellPath, ComplexDeletion, CqlType, CqlValue, ElementChange};
         let ty = CqlType::parse("set<text>").unwrap_or_else(|e| panic!("{e}"));
         let mut shape = shape();
         shape.columns.push(crate::destination::ColumnDef {
@@ -782,38 +1007,52 @@ mod tests {
             kind: cdc_model::ColumnKind::Regular,
         });
         let mut f = EventFactory::new("ks", "t");
-        let mut overwrite = f.update_score(1, 1, 10);
-        let element = |v: &str| ElementChange {
+        let element = |v: &str, wt: i64, live: bool| ElementChange {
             path: CellPath::SetElement(CqlValue::Text(v.into())),
-            value: Some(CqlValue::Empty),
-            writetime_micros: 10,
+            value: live.then_some(CqlValue::Empty),
+            writetime_micros: wt,
             ttl: None,
         };
-        overwrite.cells.push(CellChange {
+        let tags = |deletion: Option<i64>, elements: Vec<ElementChange>| CellChange {
             column: "tags".into(),
             writetime_micros: 10,
             ttl: None,
             change: CellValue::Complex {
-                deletion: Some(ComplexDeletion {
-                    marked_for_delete_at_micros: 9,
+                deletion: deletion.map(|d| ComplexDeletion {
+                    marked_for_delete_at_micros: d,
                     local_deletion_time_secs: 0,
                 }),
-                elements: vec![element("a"), element("b")],
+                elements,
             },
-        });
-        let mut append = overwrite.clone();
-        if let Some(CellValue::Complex { deletion, .. }) =
-            append.cells.last_mut().map(|c| &mut c.change)
-        {
-            *deletion = None;
-        }
-        let r = reduce(&shape, &batch(vec![overwrite, append]));
-        assert_eq!(r.applied, vec![0]);
-        assert_eq!(r.rejections.len(), 1);
-        let tags = r.rows[0].cells.get("tags").and_then(|c| c.value.clone());
-        let mut expected = vec![1u8];
-        expected.extend_from_slice(br#"["a","b"]"#);
-        assert_eq!(tags, Some(expected));
+        };
+        // An older add, the overwrite {a, b} at 10, then an add and a removal after it.
+        let mut old = f.update_score(1, 1, 5);
+        old.cells = vec![tags(None, vec![element("z", 5, true)])];
+        let mut overwrite = f.update_score(1, 1, 10);
+        overwrite.cells.push(tags(
+            Some(9),
+            vec![element("a", 10, true), element("b", 10, true)],
+        ));
+        let mut change = f.update_score(1, 2, 11);
+        change.cells = vec![tags(
+            None,
+            vec![element("c", 11, true), element("a", 11, false)],
+        )];
+        let r = reduce(&shape, &batch(vec![change, old, overwrite]));
+        assert!(r.rejections.is_empty(), "{:?}", r.rejections);
+        let cells = r.rows[0].multi.get("tags").cloned().unwrap_or_default();
+        let visible: Vec<serde_json::Value> = cells
+            .visible(None, 0)
+            .values()
+            .filter_map(|c| c.get("p").cloned())
+            .collect();
+        assert_eq!(
+            visible,
+            vec![serde_json::json!("b"), serde_json::json!("c")]
+        );
+        let layout = staging(&shape);
+        let row = staging_row(&layout, &r.rows[0]).unwrap_or_default();
+        assert_eq!(row.len(), layout.columns.len());
     }
 
     fn arb_events() -> impl Strategy<Value = Vec<(u8, i32, i64)>> {

@@ -1,8 +1,11 @@
 //! The PostgreSQL destination (also the wire code of TimescaleDB, see `crate::timescaledb`).
 //!
-//! Layout: see [`naming`] and [`ddl`]. Apply: see [`merge`]. Offsets: `public._cdc_offsets`,
-//! upserted in the same transaction as the rows ([`offsets`]).
+//! Layout: see [`naming`] and [`ddl`]. Apply: see [`merge`] (tombstones stored and applied
+//! set-based, range coverage by clustering order keys) and [`cells`] (non-frozen collections,
+//! UDTs and counters element by element). Offsets: `public._cdc_offsets`, upserted in the same
+//! transaction as the rows ([`offsets`]).
 
+pub mod cells;
 pub mod config;
 pub mod ddl;
 pub mod merge;
@@ -23,7 +26,7 @@ use tokio_postgres::types::{ToSql, Type};
 pub use config::PgSettings;
 use ddl::ChangesLayout;
 use merge::{Encoded, enc_epoch_micros, enc_i64};
-use naming::{changes_table, ident, partition_deletes_table, state_table};
+use naming::{changes_table, ident, partition_deletes_table, range_deletes_table, state_table};
 
 use crate::destination::{Destination, TableBatch, TableShape, WriteOutcome};
 use crate::error::Error;
@@ -96,6 +99,7 @@ impl PostgresDestination {
 
     async fn ensure_table(&self, shape: &TableShape) -> Result<(), Error> {
         let state = state_table(&shape.keyspace, &shape.table);
+        let statics = naming::static_table(&shape.keyspace, &shape.table);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg("begin", &state))?;
         // Several sink instances may evolve the same table at once.
@@ -105,64 +109,63 @@ impl PostgresDestination {
         )
         .await
         .map_err(pg("lock", &state))?;
-        let stmts = [
-            format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&shape.keyspace)),
+        let mut stmts = vec![format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            naming::schema(&shape.keyspace)
+        )];
+        stmts.extend(cells::create_functions());
+        stmts.extend([
             ddl::create_state_table(shape),
             ddl::create_static_table(shape),
             ddl::create_partition_deletes_table(shape),
-        ];
+        ]);
+        if !shape.clustering_key().is_empty() {
+            stmts.push(ddl::create_range_deletes_table(shape));
+        }
+        stmts.extend(ddl::add_clustering_key_column(shape));
         for s in &stmts {
             tx.batch_execute(s).await.map_err(pg("create", &state))?;
         }
-        for c in shape.regular_columns() {
-            tx.batch_execute(&ddl::add_value_column(&state, c, true))
-                .await
-                .map_err(pg("alter", &state))?;
-        }
-        let statics = naming::static_table(&shape.keyspace, &shape.table);
-        for c in shape.static_columns() {
-            tx.batch_execute(&ddl::add_value_column(&statics, c, true))
-                .await
-                .map_err(pg("alter", &statics))?;
+        for (relation, columns) in [
+            (&state, shape.regular_columns()),
+            (&statics, shape.static_columns()),
+        ] {
+            for c in columns {
+                for s in ddl::add_value_column(relation, c, true) {
+                    tx.batch_execute(&s).await.map_err(pg("alter", relation))?;
+                }
+            }
         }
         if self.changes.enabled {
             self.ensure_changes(&tx, shape).await?;
         }
-        // The view lists every value column the table has, in table order.
-        let rows = tx
-            .query(
-                "SELECT column_name::text FROM information_schema.columns \
-                 WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
-                &[&shape.keyspace, &format!("{}_state", shape.table)],
-            )
-            .await
-            .map_err(pg("describe", &state))?;
+        // The view lists every value column the tables have (also those no longer in the
+        // shape), in table order.
         let keys: HashSet<String> = shape
             .partition_key()
             .into_iter()
             .chain(shape.clustering_key())
             .map(|c| c.name.clone())
             .collect();
-        let mut all: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
-        let values: Vec<String> = all
-            .iter()
-            .filter(|c| !c.starts_with("_cdc_") && !keys.contains(*c))
-            .cloned()
-            .collect();
-        let static_rows = tx
-            .query(
-                "SELECT column_name::text FROM information_schema.columns \
-                 WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
-                &[&shape.keyspace, &format!("{}_static", shape.table)],
-            )
-            .await
-            .map_err(pg("describe", &statics))?;
-        let static_values: Vec<String> = static_rows
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .filter(|c| !c.starts_with("_cdc_") && !keys.contains(c))
-            .collect();
-        all.extend(static_values.iter().cloned());
+        let mut all = HashSet::new();
+        let mut described = Vec::new();
+        for relation in [&state, &statics] {
+            let rows = tx
+                .query(
+                    "SELECT a.attname::text, col_description(a.attrelid, a.attnum) \
+                     FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 \
+                     AND NOT a.attisdropped ORDER BY a.attnum",
+                    &[relation],
+                )
+                .await
+                .map_err(pg("describe", relation))?;
+            let cols: Vec<(String, Option<String>)> =
+                rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            all.extend(cols.iter().map(|(n, _)| n.clone()));
+            described.push(ddl::value_columns(&cols, &keys));
+        }
+        let static_values = described.pop().unwrap_or_default();
+        let values = described.pop().unwrap_or_default();
         let view = naming::live_view(&shape.keyspace, &shape.table);
         tx.batch_execute(&format!("DROP VIEW IF EXISTS {view}"))
             .await
@@ -172,10 +175,7 @@ impl PostgresDestination {
             .map_err(pg("create view", &view))?;
         tx.commit().await.map_err(pg("commit", &state))?;
         if let Ok(mut known) = self.known.lock() {
-            known.insert(
-                (shape.keyspace.clone(), shape.table.clone()),
-                all.into_iter().collect(),
-            );
+            known.insert((shape.keyspace.clone(), shape.table.clone()), all);
         }
         Ok(())
     }
@@ -234,9 +234,9 @@ impl PostgresDestination {
             .map_err(pg("add_retention_policy", &rel))?;
         }
         for c in shape.value_columns() {
-            tx.batch_execute(&ddl::add_value_column(&rel, c, false))
-                .await
-                .map_err(pg("alter", &rel))?;
+            for s in ddl::add_value_column(&rel, c, false) {
+                tx.batch_execute(&s).await.map_err(pg("alter", &rel))?;
+            }
         }
         Ok(())
     }
@@ -248,38 +248,50 @@ impl PostgresDestination {
             return Ok(WriteOutcome::Rejected(reduced.rejections));
         }
         let state = state_table(&shape.keyspace, &shape.table);
+        let statics = naming::static_table(&shape.keyspace, &shape.table);
         let layout = merge::staging(shape);
+        let static_layout = merge::static_staging(shape);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg("begin", &state))?;
-        let pk_len = shape.partition_key().len();
 
-        // Partition tombstones first, so the merge's join sees them.
-        let pdel = partition_deletes_table(&shape.keyspace, &shape.table);
-        for pd in &reduced.partition_deletes {
-            let mut params: Vec<Encoded<'_>> =
-                pd.partition_key.iter().map(|k| Encoded(Some(k))).collect();
-            let wt = enc_i64(pd.writetime);
-            params.push(Encoded(Some(&wt)));
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-            let names: Vec<String> = shape
-                .partition_key()
+        // Tombstones first, stored so that the merge (and every later batch) sees them.
+        if !reduced.partition_deletes.is_empty() {
+            let pdel = partition_deletes_table(&shape.keyspace, &shape.table);
+            let rows: Vec<_> = reduced
+                .partition_deletes
                 .iter()
-                .map(|c| ident(&c.name))
+                .map(merge::partition_delete_row)
                 .collect();
-            let ph: Vec<String> = (1..=pk_len).map(|i| format!("${i}")).collect();
-            tx.execute(
-                &format!(
-                    "INSERT INTO {pdel} ({}, _cdc_del_wt) VALUES ({}, ${}) ON CONFLICT ({}) DO UPDATE SET _cdc_del_wt = GREATEST({pdel}._cdc_del_wt, EXCLUDED._cdc_del_wt)",
-                    names.join(", "),
-                    ph.join(", "),
-                    pk_len + 1,
-                    names.join(", ")
-                ),
-                &refs,
+            copy_rows(
+                &tx,
+                merge::PARTITION_DELETES_STAGING,
+                &merge::partition_deletes_staging(shape),
+                &rows,
+                &pdel,
             )
-            .await
-            .map_err(pg("partition delete", &pdel))?;
+            .await?;
+            tx.batch_execute(&merge::store_partition_deletes(shape))
+                .await
+                .map_err(pg("partition delete", &pdel))?;
+        }
+        if !reduced.range_deletes.is_empty() {
+            let rdel = range_deletes_table(&shape.keyspace, &shape.table);
+            let rows: Vec<_> = reduced
+                .range_deletes
+                .iter()
+                .map(merge::range_delete_row)
+                .collect();
+            copy_rows(
+                &tx,
+                merge::RANGE_DELETES_STAGING,
+                &merge::range_deletes_staging(shape),
+                &rows,
+                &rdel,
+            )
+            .await?;
+            tx.batch_execute(&merge::store_range_deletes(shape))
+                .await
+                .map_err(pg("range delete", &rdel))?;
         }
         let state_keys = ddl::key_names(shape);
         stage_and_merge(
@@ -292,100 +304,37 @@ impl PostgresDestination {
             "_cdc_stg",
         )
         .await?;
-        let statics = naming::static_table(&shape.keyspace, &shape.table);
-        let static_layout = merge::static_staging(shape);
-        let pk_names: Vec<String> = shape
-            .partition_key()
-            .iter()
-            .map(|c| ident(&c.name))
-            .collect();
         stage_and_merge(
             &tx,
             shape,
             &static_layout,
             &reduced.static_rows,
             &statics,
-            &pk_names,
+            &ddl::partition_key_names(shape),
             "_cdc_stg_static",
         )
         .await?;
 
-        // Tombstones after the merge, so rows inserted by this batch are covered too (the
-        // order does not matter otherwise: every step keeps maxima).
-        for pd in &reduced.partition_deletes {
-            let mut params: Vec<Encoded<'_>> =
-                pd.partition_key.iter().map(|k| Encoded(Some(k))).collect();
-            let wt = enc_i64(pd.writetime);
-            params.push(Encoded(Some(&wt)));
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-            let filter = merge::partition_filter(shape, 1);
+        // Rows stored before this batch: raise their tombstone time (set-based, one statement
+        // per kind whatever the number of tombstones).
+        if !reduced.partition_deletes.is_empty() {
             for (target, values) in [(&state, &layout.values), (&statics, &static_layout.values)] {
-                tx.execute(
-                    &format!(
-                        "UPDATE {target} AS t SET _cdc_del_wt = GREATEST(t._cdc_del_wt, ${}) WHERE {filter}",
-                        pk_len + 1
-                    ),
-                    &refs,
-                )
-                .await
-                .map_err(pg("partition delete", target))?;
-                tx.execute(
-                    &merge::refresh_deleted(target, values, "", &filter),
-                    &refs[..pk_len],
-                )
-                .await
-                .map_err(pg("partition delete", target))?;
+                for sql in merge::apply_partition_deletes(shape, target, values) {
+                    tx.batch_execute(&sql)
+                        .await
+                        .map_err(pg("partition delete", target))?;
+                }
             }
         }
-        for rd in &reduced.range_deletes {
-            let mut params: Vec<Encoded<'_>> =
-                rd.partition_key.iter().map(|k| Encoded(Some(k))).collect();
-            let mut filter = merge::partition_filter(shape, 1);
-            let start_first = params.len() + 1;
-            params.extend(rd.start.0.iter().map(|k| Encoded(Some(k))));
-            if let Some(cmp) = merge::prefix_compare(
-                shape,
-                rd.start.0.len(),
-                if rd.start.1 { ">=" } else { ">" },
-                start_first,
-            ) {
-                filter.push_str(&format!(" AND {cmp}"));
+        if !reduced.range_deletes.is_empty() {
+            for sql in merge::apply_range_deletes(shape, &state, &layout.values) {
+                tx.batch_execute(&sql)
+                    .await
+                    .map_err(pg("range delete", &state))?;
             }
-            let end_first = params.len() + 1;
-            params.extend(rd.end.0.iter().map(|k| Encoded(Some(k))));
-            if let Some(cmp) = merge::prefix_compare(
-                shape,
-                rd.end.0.len(),
-                if rd.end.1 { "<=" } else { "<" },
-                end_first,
-            ) {
-                filter.push_str(&format!(" AND {cmp}"));
-            }
-            let wt = enc_i64(rd.writetime);
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-            let wt_value = Encoded(Some(&wt));
-            let mut with_wt = refs.clone();
-            with_wt.push(&wt_value);
-            let wt_param = refs.len() + 1;
-            tx.execute(
-                &format!(
-                    "UPDATE {state} AS t SET _cdc_del_wt = GREATEST(t._cdc_del_wt, ${wt_param}) WHERE {filter}"
-                ),
-                &with_wt,
-            )
-            .await
-            .map_err(pg("range delete", &state))?;
-            tx.execute(
-                &merge::refresh_deleted(&state, &layout.values, "", &filter),
-                &refs,
-            )
-            .await
-            .map_err(pg("range delete", &state))?;
         }
 
-        if self.changes.enabled {
+        if self.changes.enabled && !reduced.applied.is_empty() {
             self.append_changes(&tx, batch, &reduced.applied).await?;
         }
         offsets::store(&tx, group, &batch.next_offsets).await?;
@@ -517,6 +466,41 @@ impl PostgresDestination {
     }
 }
 
+/// COPYs (binary) `rows` into a new temporary table `staging_name` with `columns`.
+async fn copy_rows(
+    tx: &Transaction<'_>,
+    staging_name: &str,
+    columns: &[(String, &'static str, Type)],
+    rows: &[Vec<Option<Vec<u8>>>],
+    target: &str,
+) -> Result<(), Error> {
+    tx.batch_execute(&merge::create_temp_table(staging_name, columns))
+        .await
+        .map_err(pg("create staging", target))?;
+    let names: Vec<&str> = columns.iter().map(|(n, _, _)| n.as_str()).collect();
+    let types: Vec<Type> = columns.iter().map(|(_, _, t)| t.clone()).collect();
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {staging_name} ({}) FROM STDIN BINARY",
+            names.join(", ")
+        ))
+        .await
+        .map_err(pg("copy", target))?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    futures::pin_mut!(writer);
+    for row in rows {
+        let enc: Vec<Encoded<'_>> = row.iter().map(|v| Encoded(v.as_deref())).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = enc.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        writer
+            .as_mut()
+            .write(&refs)
+            .await
+            .map_err(pg("copy", target))?;
+    }
+    writer.finish().await.map_err(pg("copy", target))?;
+    Ok(())
+}
+
 /// COPYs `rows` into a temporary staging table and merges them into `target`.
 async fn stage_and_merge(
     tx: &Transaction<'_>,
@@ -530,31 +514,12 @@ async fn stage_and_merge(
     if rows.is_empty() {
         return Ok(());
     }
-    tx.batch_execute(&merge::create_staging(staging_name, layout))
-        .await
-        .map_err(pg("create staging", target))?;
-    let names: Vec<&str> = layout.columns.iter().map(|(n, _, _)| n.as_str()).collect();
-    let types: Vec<Type> = layout.columns.iter().map(|(_, _, t)| t.clone()).collect();
-    let sink = tx
-        .copy_in(&format!(
-            "COPY {staging_name} ({}) FROM STDIN BINARY",
-            names.join(", ")
-        ))
-        .await
-        .map_err(pg("copy", target))?;
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    futures::pin_mut!(writer);
-    for row in rows {
-        let values = merge::staging_row(layout, row);
-        let enc: Vec<Encoded<'_>> = values.iter().map(|v| Encoded(v.as_deref())).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = enc.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        writer
-            .as_mut()
-            .write(&refs)
-            .await
-            .map_err(pg("copy", target))?;
-    }
-    writer.finish().await.map_err(pg("copy", target))?;
+    let staged = rows
+        .iter()
+        .map(|row| merge::staging_row(layout, row))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| merge::cells_err(shape, "", e))?;
+    copy_rows(tx, staging_name, &layout.columns, &staged, target).await?;
     tx.batch_execute(&merge::merge_statement(
         shape,
         layout,
@@ -611,6 +576,15 @@ impl Destination for PostgresDestination {
 
     async fn write_batch(&self, group: &str, batch: &TableBatch) -> Result<WriteOutcome, Error> {
         self.apply(group, batch).await
+    }
+
+    async fn rewind_offsets(
+        &self,
+        group: &str,
+        offsets: &[crate::destination::NextOffset],
+    ) -> Result<(), Error> {
+        let mut client = self.client().await?;
+        offsets::rewind(&mut client, group, offsets).await
     }
 
     fn classify(&self, error: &Error) -> ErrorClass {

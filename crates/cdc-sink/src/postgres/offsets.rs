@@ -76,3 +76,20 @@ pub async fn load<C: GenericClient>(
     }
     Ok(out)
 }
+
+/// Sets the next offsets of `group` to exactly these values (an operator's replay: lower values
+/// win too), in one transaction. The upsert of [`store`] already overwrites; this adds the table
+/// creation and the transaction so a replay of several partitions is all or nothing.
+pub async fn rewind(
+    client: &mut deadpool_postgres::Object,
+    group: &str,
+    offsets: &[NextOffset],
+) -> Result<(), Error> {
+    client
+        .batch_execute(&create_table())
+        .await
+        .map_err(pg("create"))?;
+    let tx = client.transaction().await.map_err(pg("begin replay"))?;
+    store(&tx, group, offsets).await?;
+    tx.commit().await.map_err(pg("commit replay"))
+}
