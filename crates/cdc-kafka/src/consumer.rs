@@ -459,6 +459,73 @@ impl ReadCommittedConsumer {
             })
     }
 
+    /// Stops fetching these partitions (an operator's pause). Messages already fetched for them
+    /// are discarded; after [`ReadCommittedConsumer::resume`] fetching restarts right after the
+    /// last message [`ReadCommittedConsumer::recv`] returned. Keep calling `recv` meanwhile: it
+    /// drives rebalances (and keeps the member in its group).
+    pub fn pause(&self, partitions: &[TopicPartition]) -> Result<()> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        self.consumer
+            .pause(&partitions_to_tpl(partitions))
+            .map_err(|e| seek_error(&partitions[0], None, e))
+    }
+
+    /// Restarts fetching partitions stopped by [`ReadCommittedConsumer::pause`].
+    pub fn resume(&self, partitions: &[TopicPartition]) -> Result<()> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        self.consumer
+            .resume(&partitions_to_tpl(partitions))
+            .map_err(|e| seek_error(&partitions[0], None, e))
+    }
+
+    /// For each partition, the earliest offset whose message timestamp is at or after the given
+    /// time (milliseconds since the epoch); `None` when no message is that recent (the caller
+    /// usually takes the high watermark then). Works on any partition, assigned or not.
+    pub async fn offsets_for_times(
+        &self,
+        query: &[(TopicPartition, i64)],
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>> {
+        if query.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tpl = TopicPartitionList::with_capacity(query.len());
+        for (tp, ts) in query {
+            tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*ts))
+                .map_err(|e| seek_error(tp, Some(*ts), e))?;
+        }
+        let consumer = Arc::clone(&self.consumer);
+        let timeout = self.op_timeout;
+        let found = blocking("offsets for times", move || {
+            consumer.offsets_for_times(tpl, timeout)
+        })
+        .await?
+        .map_err(|source| Error::Offsets {
+            op: "look up by timestamp",
+            group_id: self.group_id.clone(),
+            source: Box::new(source),
+        })?;
+        query
+            .iter()
+            .map(|(tp, ts)| {
+                let Some(e) = found.find_partition(&tp.topic, tp.partition) else {
+                    return Ok((tp.clone(), None));
+                };
+                e.error().map_err(|err| seek_error(tp, Some(*ts), err))?;
+                Ok((
+                    tp.clone(),
+                    match e.offset() {
+                        Offset::Offset(n) if n >= 0 => Some(n),
+                        _ => None,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// Leaves the group and drops the consumer off the async runtime (librdkafka's close blocks).
     pub async fn close(self) -> Result<()> {
         let consumer = self.consumer;

@@ -187,6 +187,13 @@ impl ConsumerSettings {
     }
 }
 
+/// librdkafka's metadata refresh period, which also paces the discovery of topics matching a
+/// consumer's subscription pattern.
+const METADATA_REFRESH_KEY: &str = "topic.metadata.refresh.interval.ms";
+/// Consumers refresh metadata this often (ms), so new `cdc.raw.*` / `cdc.masked.*` topics are
+/// picked up within seconds.
+const CONSUMER_METADATA_REFRESH_MS: u32 = 5_000;
+
 /// librdkafka properties set by this crate that `overrides` may not change.
 pub const PROTECTED_KEYS: &[&str] = &[
     "bootstrap.servers",
@@ -350,6 +357,15 @@ impl KafkaSettings {
                 "max.poll.interval.ms",
                 consumer.max_poll_interval_ms.to_string(),
             );
+        // A pattern subscription (masker, sinks) only sees a topic created after it started on the
+        // next metadata refresh; librdkafka's default (5 minutes) would leave a new table's events
+        // waiting that long. An explicit override still wins.
+        if !self.overrides.contains_key(METADATA_REFRESH_KEY) {
+            config.set(
+                METADATA_REFRESH_KEY,
+                CONSUMER_METADATA_REFRESH_MS.to_string(),
+            );
+        }
         Ok(config)
     }
 
@@ -427,6 +443,7 @@ mod tests {
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("auto.offset.reset"), Some("earliest"));
         assert_eq!(c.get("group.id"), Some("sink-pg"));
+        assert_eq!(c.get("topic.metadata.refresh.interval.ms"), Some("5000"));
     }
 
     #[test]

@@ -211,6 +211,44 @@ pub trait Destination: Send + Sync + 'static {
         batch: &TableBatch,
     ) -> Result<WriteOutcome, Self::Error>;
 
+    /// Sets the stored next offsets of `group` for these partitions to exactly these values — an
+    /// operator's replay (`cdcctl replay`), so unlike [`Destination::write_batch`] a *lower*
+    /// offset must win over what is stored. Partitions not listed keep their offsets; other
+    /// destinations are untouched (each keeps its own offsets).
+    ///
+    /// The default stores the offsets through an events-free `write_batch` per topic, which is
+    /// right for adapters whose offset store simply overwrites (PostgreSQL's upsert does); an
+    /// adapter whose store keeps the maximum (ClickHouse) must override it.
+    async fn rewind_offsets(&self, group: &str, offsets: &[NextOffset]) -> Result<(), Self::Error> {
+        let mut by_topic: std::collections::BTreeMap<&str, Vec<NextOffset>> =
+            std::collections::BTreeMap::new();
+        for o in offsets {
+            by_topic
+                .entry(o.topic.as_str())
+                .or_default()
+                .push(o.clone());
+        }
+        for (topic, next_offsets) in by_topic {
+            let (keyspace, table) = match cdc_model::Topic::parse(topic) {
+                Ok(cdc_model::Topic::Table {
+                    keyspace, table, ..
+                }) => (keyspace, table),
+                _ => (String::new(), topic.to_owned()),
+            };
+            let batch = TableBatch {
+                shape: TableShape {
+                    keyspace,
+                    table,
+                    columns: Vec::new(),
+                },
+                events: Vec::new(),
+                next_offsets,
+            };
+            self.write_batch(group, &batch).await?;
+        }
+        Ok(())
+    }
+
     /// The class of one of this adapter's errors: `Retriable` (connection, timeout, pool,
     /// serialization failure), `Poison` (the data: retried one event at a time, then
     /// dead-lettered), `Fatal` (misconfiguration, permissions: stop the sink).

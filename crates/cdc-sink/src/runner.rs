@@ -7,10 +7,28 @@
 //!
 //! Kafka group commits happen after each write and only feed lag dashboards: the destination is
 //! the source of truth for offsets.
+//!
+//! # Operator control (admin API)
+//!
+//! [`SinkRunner::control`] hands out a [`RunnerControl`]. Its commands run *inside* the driver
+//! loop, between batches, so they never race a write:
+//! - **pause**: pending batches are written, the assigned partitions are paused (the consumer keeps
+//!   polling, so the member stays in its group and rebalances are still handled; partitions
+//!   assigned while paused stay paused), and `/readyz` reports the `intake` dependency down;
+//!   **resume** undoes it.
+//! - **replay**: pending batches are written, the target offsets are resolved (given, or by
+//!   timestamp with Kafka's offsets-for-times on every topic the sink consumes; the end of a
+//!   partition when no message is that recent), stored in the destination with
+//!   [`Destination::rewind_offsets`] (lower offsets win), and the assigned partitions are sought
+//!   there. Other destinations are untouched: each stores its own offsets. Partitions assigned to
+//!   another instance of the same sink pick the new offsets up at their next rebalance.
+//! - **reapply**: dead-lettered events are written again through the destination, one at a time,
+//!   without touching offsets (convergent apply makes a repeat harmless).
+//! - **tuning** (batch limits, retry policy) is read at each use, so a reload applies at once.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use backon::{ExponentialBuilder, Retryable};
@@ -22,6 +40,7 @@ use cdc_kafka::{
 };
 use cdc_model::{DeadLetter, ErrorClass, PayloadFormat, Topic};
 use cdc_telemetry::{HealthState, SinkMetrics};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::destination::{
@@ -35,6 +54,163 @@ pub const HEALTH_DESTINATION: &str = "destination";
 /// Health dependency name of the Kafka consumer.
 pub const HEALTH_KAFKA: &str = "kafka";
 pub use cdc_model::headers::CORRELATION_ID as HEADER_CORRELATION_ID;
+/// Health dependency marked down while an operator has paused the intake.
+pub const HEALTH_INTAKE: &str = cdc_admin::HEALTH_INTAKE;
+
+/// Where an operator's replay moves a destination's offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayTarget {
+    /// Exactly these next offsets.
+    Offsets(Vec<NextOffset>),
+    /// Per partition of every topic the sink consumes, the first message at or after this time
+    /// (milliseconds since the epoch); the partition's end when no message is that recent.
+    Timestamp(i64),
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// The stored next offsets before (`None` where nothing was stored).
+    pub previous: Vec<(TopicPartition, Option<i64>)>,
+    /// The next offsets stored now.
+    pub applied: Vec<NextOffset>,
+}
+
+/// One dead-lettered event to write again: the masked envelope and where it was first read.
+#[derive(Debug, Clone)]
+pub struct Reapply {
+    pub payload: Vec<u8>,
+    pub source: SourceOffset,
+}
+
+/// The settings a reload may change while the sink runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tuning {
+    pub batch: BatchConfig,
+    pub retry: RetryConfig,
+}
+
+enum Command {
+    Pause(oneshot::Sender<Result<(), Error>>),
+    Resume(oneshot::Sender<Result<(), Error>>),
+    Replay(ReplayTarget, oneshot::Sender<Result<ReplayReport, Error>>),
+    Reapply(Vec<Reapply>, oneshot::Sender<Vec<Result<(), String>>>),
+}
+
+#[derive(Debug)]
+struct Shared {
+    paused: AtomicBool,
+    /// Sum over partitions of high watermark − stored offset, at the last refresh.
+    backlog: AtomicU64,
+    tuning: RwLock<Tuning>,
+}
+
+/// A command and the time after which the driver drops it untouched (its caller gave up).
+type Queued = (Instant, Command);
+
+/// Default time a [`RunnerControl`] command may wait for the driver loop.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A handle on a [`SinkRunner`] for the admin API. Commands run in the driver loop between
+/// batches; one the loop has not *started* within the timeout (a sink waiting for its
+/// destination to come back takes none) is dropped untouched and reported as timed out.
+#[derive(Debug, Clone)]
+pub struct RunnerControl {
+    destination: String,
+    tx: mpsc::Sender<Queued>,
+    shared: Arc<Shared>,
+    timeout: Duration,
+}
+
+impl RunnerControl {
+    /// The same handle with another command timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn unavailable(&self, message: String) -> Error {
+        Error::Destination {
+            destination: self.destination.clone(),
+            class: ErrorClass::Retriable,
+            message,
+        }
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+        let (reply, answer) = oneshot::channel();
+        let deadline = Instant::now() + self.timeout;
+        let stopped = || self.unavailable("the sink's driver is not running".into());
+        let timed_out = || {
+            self.unavailable(format!(
+                "the sink did not take the command within {} s (busy, or waiting for its \
+                 destination); a command not started by then is dropped, one started runs to \
+                 its end — check its log",
+                self.timeout.as_secs()
+            ))
+        };
+        let exchange = async {
+            self.tx
+                .send((deadline, make(reply)))
+                .await
+                .map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())
+        };
+        match tokio::time::timeout_at(deadline.into(), exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(timed_out()),
+        }
+    }
+
+    /// True while an operator has paused the intake.
+    pub fn is_paused(&self) -> bool {
+        self.shared.paused.load(Ordering::Relaxed)
+    }
+
+    /// Events not yet stored in the destination, over the assigned partitions (refreshed every
+    /// backlog interval).
+    pub fn backlog(&self) -> u64 {
+        self.shared.backlog.load(Ordering::Relaxed)
+    }
+
+    /// The batch and retry settings in force.
+    pub fn tuning(&self) -> Tuning {
+        self.shared
+            .tuning
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the batch and retry settings (used from the next batch on).
+    pub fn set_tuning(&self, tuning: Tuning) {
+        *self
+            .shared
+            .tuning
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = tuning;
+    }
+
+    /// Writes pending batches, then stops consuming.
+    pub async fn pause(&self) -> Result<(), Error> {
+        self.call(Command::Pause).await?
+    }
+
+    /// Restarts consuming after [`RunnerControl::pause`].
+    pub async fn resume(&self) -> Result<(), Error> {
+        self.call(Command::Resume).await?
+    }
+
+    /// Moves this destination's stored offsets and re-seeks (see the module documentation).
+    pub async fn replay(&self, target: ReplayTarget) -> Result<ReplayReport, Error> {
+        self.call(|reply| Command::Replay(target, reply)).await?
+    }
+
+    /// Writes dead-lettered events again; one result per event, in order (`Err` names why).
+    pub async fn reapply(&self, events: Vec<Reapply>) -> Result<Vec<Result<(), String>>, Error> {
+        self.call(|reply| Command::Reapply(events, reply)).await
+    }
+}
 
 /// Everything the driver needs besides the adapter.
 #[derive(Debug, Clone)]
@@ -149,8 +325,10 @@ fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// An error and its sources as one line, for logs and dead letters. A database's `DETAIL:` line
+/// is withheld: PostgreSQL quotes row values there (`Failing row contains (…)`).
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    cdc_kafka::error_chain(e)
+    cdc_admin::dead_letters::redact_error(&cdc_kafka::error_chain(e))
 }
 
 /// The sink driver. Build it, then [`SinkRunner::run`] until the token is cancelled.
@@ -160,6 +338,9 @@ pub struct SinkRunner<D: Destination> {
     config: RunnerConfig,
     metrics: SinkMetrics,
     health: HealthState,
+    shared: Arc<Shared>,
+    control_tx: mpsc::Sender<Queued>,
+    commands: std::sync::Mutex<Option<mpsc::Receiver<Queued>>>,
 }
 
 impl<D: Destination> std::fmt::Debug for SinkRunner<D> {
@@ -181,13 +362,53 @@ impl<D: Destination> SinkRunner<D> {
     ) -> Self {
         health.register(HEALTH_DESTINATION);
         health.register(HEALTH_KAFKA);
+        let shared = Arc::new(Shared {
+            paused: AtomicBool::new(false),
+            backlog: AtomicU64::new(0),
+            tuning: RwLock::new(Tuning {
+                batch: config.batch.clone(),
+                retry: config.retry.clone(),
+            }),
+        });
+        let (control_tx, commands) = mpsc::channel(8);
         SinkRunner {
             destination,
             kafka,
             config,
             metrics,
             health,
+            shared,
+            control_tx,
+            commands: std::sync::Mutex::new(Some(commands)),
         }
+    }
+
+    /// The handle the admin API drives this runner with.
+    pub fn control(&self) -> RunnerControl {
+        RunnerControl {
+            destination: self.destination.name().to_owned(),
+            tx: self.control_tx.clone(),
+            shared: Arc::clone(&self.shared),
+            timeout: DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+
+    fn batch_config(&self) -> BatchConfig {
+        self.shared
+            .tuning
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .batch
+            .clone()
+    }
+
+    fn retry_config(&self) -> RetryConfig {
+        self.shared
+            .tuning
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .retry
+            .clone()
     }
 
     /// Runs until `cancel` fires (then drains pending batches within the drain timeout) or a
@@ -236,6 +457,13 @@ impl<D: Destination> SinkRunner<D> {
                 source,
             })?;
         self.health.set_up(HEALTH_KAFKA);
+        let commands = self
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        // A second `run` of the same runner has no control channel (it never happens in practice).
+        let commands = commands.unwrap_or_else(|| mpsc::channel(1).1);
         let mut worker = Worker {
             runner: &self,
             consumer,
@@ -243,6 +471,7 @@ impl<D: Destination> SinkRunner<D> {
             admin,
             pending: HashMap::new(),
             positions: BTreeMap::new(),
+            commands,
         };
         let result = worker.run_loop(&mut rebalances, &cancel).await;
         self.health.set_shutting_down();
@@ -262,8 +491,9 @@ impl<D: Destination> SinkRunner<D> {
 
     /// Polls the destination's health until it answers; `false` when cancelled first.
     async fn wait_until_healthy(&self, cancel: &CancellationToken) -> bool {
-        let mut delay = Duration::from_millis(self.config.retry.initial_backoff_ms.max(1));
-        let cap = Duration::from_millis(self.config.retry.max_backoff_ms.max(1));
+        let retry = self.retry_config();
+        let mut delay = Duration::from_millis(retry.initial_backoff_ms.max(1));
+        let cap = Duration::from_millis(retry.max_backoff_ms.max(1));
         loop {
             match self.destination.check_health().await {
                 Ok(()) => {
@@ -287,7 +517,7 @@ impl<D: Destination> SinkRunner<D> {
     }
 
     fn backoff(&self) -> ExponentialBuilder {
-        let r = &self.config.retry;
+        let r = &self.retry_config();
         let b = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(r.initial_backoff_ms.max(1)))
             .with_max_delay(Duration::from_millis(r.max_backoff_ms.max(1)))
@@ -347,6 +577,7 @@ struct Worker<'r, D: Destination> {
     pending: HashMap<String, Pending>,
     /// Next offset stored in the destination per partition (for the backlog gauge).
     positions: BTreeMap<TopicPartition, i64>,
+    commands: mpsc::Receiver<Queued>,
 }
 
 enum Step {
@@ -354,6 +585,7 @@ enum Step {
     Rebalance(Option<RebalanceEvent>),
     Linger,
     Backlog,
+    Command(Option<Queued>),
     Message(Result<InboundMessage, cdc_kafka::Error>),
 }
 
@@ -363,9 +595,10 @@ impl<D: Destination> Worker<'_, D> {
         rebalances: &mut cdc_kafka::RebalanceEvents,
         cancel: &CancellationToken,
     ) -> Result<(), Error> {
-        let linger = Duration::from_millis(self.runner.config.batch.linger_ms);
         let mut backlog_tick = tokio::time::interval(self.runner.config.backlog_interval);
         loop {
+            // Read each turn: a reload may change it.
+            let linger = Duration::from_millis(self.runner.batch_config().linger_ms);
             let deadline = self.pending.values().map(|p| p.started + linger).min();
             let step = tokio::select! {
                 biased;
@@ -378,6 +611,7 @@ impl<D: Destination> Worker<'_, D> {
                     }
                 } => Step::Linger,
                 _ = backlog_tick.tick() => Step::Backlog,
+                c = self.commands.recv() => Step::Command(c),
                 m = self.consumer.recv() => Step::Message(m),
             };
             match step {
@@ -397,6 +631,13 @@ impl<D: Destination> Worker<'_, D> {
                     }
                 }
                 Step::Backlog => self.refresh_backlog().await,
+                Step::Command(None) => {}
+                Step::Command(Some((deadline, c))) => {
+                    // The caller gave up: do nothing it would not know about.
+                    if Instant::now() < deadline {
+                        self.on_command(c, rebalances, cancel).await?;
+                    }
+                }
                 Step::Message(Ok(m)) => self.on_message(m, cancel).await?,
                 Step::Message(Err(e)) => {
                     let class = e.class();
@@ -489,7 +730,17 @@ impl<D: Destination> Worker<'_, D> {
                     .map_err(|source| Error::Kafka {
                         op: "seek assigned partitions",
                         source,
-                    })
+                    })?;
+                if self.runner.shared.paused.load(Ordering::Relaxed) {
+                    // Paused by an operator: new partitions wait too.
+                    self.consumer
+                        .pause(&partitions)
+                        .map_err(|source| Error::Kafka {
+                            op: "pause newly assigned partitions",
+                            source,
+                        })?;
+                }
+                Ok(())
             }
             RebalanceEvent::Revoked { partitions } => {
                 // Abandon what is not written yet: the next owner resumes from the stored offsets.
@@ -519,6 +770,302 @@ impl<D: Destination> Worker<'_, D> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Writes every pending batch (before a pause or a replay).
+    async fn flush_all(&mut self, cancel: &CancellationToken) -> Result<(), Error> {
+        let topics: Vec<String> = self.pending.keys().cloned().collect();
+        for t in topics {
+            self.flush(&t, cancel).await?;
+        }
+        Ok(())
+    }
+
+    /// Handles rebalance events already queued, so a command sees the current assignment.
+    async fn settle_rebalances(
+        &mut self,
+        rebalances: &mut cdc_kafka::RebalanceEvents,
+        cancel: &CancellationToken,
+    ) -> Result<(), Error> {
+        while let Some(ev) = rebalances.try_recv() {
+            self.on_rebalance(ev, cancel).await?;
+        }
+        Ok(())
+    }
+
+    fn assignment(&self) -> Result<Vec<TopicPartition>, Error> {
+        self.consumer.assignment().map_err(|source| Error::Kafka {
+            op: "read the assignment",
+            source,
+        })
+    }
+
+    /// Runs one operator command. Errors of the command go back to the caller; only a failure
+    /// that would have stopped the sink anyway (a fatal write while flushing) stops it.
+    async fn on_command(
+        &mut self,
+        command: Command,
+        rebalances: &mut cdc_kafka::RebalanceEvents,
+        cancel: &CancellationToken,
+    ) -> Result<(), Error> {
+        let name = self.runner.destination.name().to_owned();
+        let relay = |e: &Error| Error::Destination {
+            destination: name.clone(),
+            class: ErrorClass::Fatal,
+            message: e.to_string(),
+        };
+        match command {
+            Command::Pause(reply) => {
+                if let Err(e) = self.flush_all(cancel).await {
+                    let _ = reply.send(Err(relay(&e)));
+                    return Err(e);
+                }
+                let paused = self.assignment().and_then(|assigned| {
+                    self.consumer
+                        .pause(&assigned)
+                        .map(|()| assigned.len())
+                        .map_err(|source| Error::Kafka {
+                            op: "pause partitions",
+                            source,
+                        })
+                });
+                if let Ok(partitions) = &paused {
+                    self.runner.shared.paused.store(true, Ordering::Relaxed);
+                    self.runner.health.set_down(
+                        HEALTH_INTAKE,
+                        "paused by an operator (`cdcctl` resume restarts it)",
+                    );
+                    tracing::info!(
+                        destination = %name,
+                        partitions,
+                        "Intake paused by an operator"
+                    );
+                }
+                let _ = reply.send(paused.map(|_| ()));
+            }
+            Command::Resume(reply) => {
+                let result = match self.settle_rebalances(rebalances, cancel).await {
+                    Ok(()) => self.assignment().and_then(|assigned| {
+                        self.consumer
+                            .resume(&assigned)
+                            .map_err(|source| Error::Kafka {
+                                op: "resume partitions",
+                                source,
+                            })
+                    }),
+                    Err(e) => {
+                        let _ = reply.send(Err(relay(&e)));
+                        return Err(e);
+                    }
+                };
+                if result.is_ok() {
+                    self.runner.shared.paused.store(false, Ordering::Relaxed);
+                    self.runner.health.set_up(HEALTH_INTAKE);
+                    tracing::info!(destination = %name, "Intake resumed by an operator");
+                }
+                let _ = reply.send(result);
+            }
+            Command::Replay(target, reply) => {
+                if let Err(e) = self.settle_rebalances(rebalances, cancel).await {
+                    let _ = reply.send(Err(relay(&e)));
+                    return Err(e);
+                }
+                if let Err(e) = self.flush_all(cancel).await {
+                    let _ = reply.send(Err(relay(&e)));
+                    return Err(e);
+                }
+                let result = self.replay(target, cancel).await;
+                let _ = reply.send(result);
+            }
+            Command::Reapply(events, reply) => {
+                let results = self.reapply(events, cancel).await;
+                let _ = reply.send(results);
+            }
+        }
+        Ok(())
+    }
+
+    fn failure(&self, what: &str, f: WriteFailure<D::Error>) -> Error {
+        let (class, message) = match f {
+            WriteFailure::Poison(e) => (ErrorClass::Poison, chain(&e)),
+            WriteFailure::Exhausted { error, retries } => (
+                ErrorClass::Retriable,
+                format!("still failing after {retries} retries: {}", chain(&error)),
+            ),
+            WriteFailure::Fatal(e) => (ErrorClass::Fatal, chain(&e)),
+            WriteFailure::Cancelled => (ErrorClass::Retriable, "the sink is stopping".into()),
+        };
+        Error::Destination {
+            destination: self.runner.destination.name().to_owned(),
+            class,
+            message: format!("{what}: {message}"),
+        }
+    }
+
+    /// The next offsets at `ts_ms` on every partition of every topic this sink consumes.
+    async fn offsets_at(&self, ts_ms: i64) -> Result<Vec<NextOffset>, Error> {
+        let pattern = &self.runner.config.topics_pattern;
+        let re = regex::Regex::new(pattern).map_err(|e| Error::Config {
+            reason: format!("topics_pattern `{pattern}` is not a regular expression: {e}"),
+        })?;
+        let kafka = |op: &'static str| move |source| Error::Kafka { op, source };
+        let topics = self
+            .admin
+            .list_topics()
+            .await
+            .map_err(kafka("list topics"))?;
+        let mut query = Vec::new();
+        let mut ends: HashMap<TopicPartition, i64> = HashMap::new();
+        for topic in topics
+            .into_iter()
+            .filter(|t| !t.starts_with("__") && re.is_match(t))
+        {
+            for w in self
+                .admin
+                .high_watermarks(&topic)
+                .await
+                .map_err(kafka("read high watermarks"))?
+            {
+                let tp = TopicPartition::new(topic.clone(), w.partition);
+                ends.insert(tp.clone(), w.high);
+                query.push((tp, ts_ms));
+            }
+        }
+        let found = self
+            .consumer
+            .offsets_for_times(&query)
+            .await
+            .map_err(kafka("look offsets up by time"))?;
+        let mut out: Vec<NextOffset> = found
+            .into_iter()
+            .map(|(tp, offset)| NextOffset {
+                next_offset: offset.unwrap_or_else(|| ends.get(&tp).copied().unwrap_or(0)),
+                topic: tp.topic,
+                partition: tp.partition,
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(out)
+    }
+
+    async fn replay(
+        &mut self,
+        target: ReplayTarget,
+        cancel: &CancellationToken,
+    ) -> Result<ReplayReport, Error> {
+        let applied = match target {
+            ReplayTarget::Offsets(o) => o,
+            ReplayTarget::Timestamp(ts) => self.offsets_at(ts).await?,
+        };
+        if applied.is_empty() {
+            return Err(Error::Config {
+                reason: format!(
+                    "nothing to replay: no partition of a topic matching `{}`",
+                    self.runner.config.topics_pattern
+                ),
+            });
+        }
+        let partitions: Vec<TopicPartition> = applied
+            .iter()
+            .map(|o| TopicPartition::new(o.topic.clone(), o.partition))
+            .collect();
+        let dest = Arc::clone(&self.runner.destination);
+        let group = self.runner.config.group_id.clone();
+        let previous = self
+            .runner
+            .retrying(cancel, || dest.load_offsets(&group, &partitions))
+            .await
+            .map_err(|f| self.failure("loading the stored offsets", f))?;
+        self.runner
+            .retrying(cancel, || dest.rewind_offsets(&group, &applied))
+            .await
+            .map_err(|f| self.failure("storing the replay offsets", f))?;
+        let assigned: HashSet<TopicPartition> = self.assignment()?.into_iter().collect();
+        let mut starts = Vec::new();
+        for o in &applied {
+            let tp = TopicPartition::new(o.topic.clone(), o.partition);
+            if assigned.contains(&tp) {
+                self.positions.insert(tp.clone(), o.next_offset);
+                starts.push((tp, StartOffset::At(o.next_offset)));
+            }
+        }
+        self.consumer
+            .seek_and_resume(&starts)
+            .await
+            .map_err(|source| Error::Kafka {
+                op: "seek to the replay offsets",
+                source,
+            })?;
+        if self.runner.shared.paused.load(Ordering::Relaxed) {
+            let sought: Vec<TopicPartition> = starts.into_iter().map(|(tp, _)| tp).collect();
+            self.consumer
+                .pause(&sought)
+                .map_err(|source| Error::Kafka {
+                    op: "keep replayed partitions paused",
+                    source,
+                })?;
+        }
+        tracing::info!(
+            destination = dest.name(),
+            partitions = applied.len(),
+            "Offsets replayed by an operator"
+        );
+        Ok(ReplayReport { previous, applied })
+    }
+
+    async fn reapply(
+        &mut self,
+        events: Vec<Reapply>,
+        cancel: &CancellationToken,
+    ) -> Vec<Result<(), String>> {
+        let dest = Arc::clone(&self.runner.destination);
+        let group = self.runner.config.group_id.clone();
+        let mut out = Vec::with_capacity(events.len());
+        for r in events {
+            let (event, shape) = match envelope::decode(&r.payload) {
+                Ok(x) => x,
+                Err(reason) => {
+                    out.push(Err(format!("not a change envelope: {reason}")));
+                    continue;
+                }
+            };
+            if let Err(f) = self
+                .runner
+                .retrying(cancel, || dest.prepare_table(&shape))
+                .await
+            {
+                out.push(Err(self.failure("preparing the table", f).to_string()));
+                continue;
+            }
+            let table = format!("{}.{}", shape.keyspace, shape.table);
+            let op = event.op.as_str();
+            let batch = TableBatch {
+                shape,
+                events: vec![BatchEvent {
+                    event,
+                    source: r.source,
+                    payload_bytes: r.payload.len(),
+                }],
+                next_offsets: Vec::new(),
+            };
+            match self
+                .runner
+                .retrying(cancel, || dest.write_batch(&group, &batch))
+                .await
+            {
+                Ok(WriteOutcome::Written { .. }) => {
+                    self.runner.metrics.rows_written(&table, op).inc();
+                    out.push(Ok(()));
+                }
+                Ok(WriteOutcome::Rejected(rejections)) => out.push(Err(rejections
+                    .into_iter()
+                    .map(|r| r.reason)
+                    .collect::<Vec<_>>()
+                    .join("; "))),
+                Err(f) => out.push(Err(self.failure("writing", f).to_string())),
+            }
+        }
+        out
     }
 
     async fn on_message(
@@ -601,9 +1148,9 @@ impl<D: Destination> Worker<'_, D> {
                     .insert(m.partition, m.offset + 1);
             }
         }
+        let batch = self.runner.batch_config();
         let full = self.pending.get(&topic).is_some_and(|p| {
-            p.events.len() >= self.runner.config.batch.max_rows as usize
-                || p.bytes as u64 >= self.runner.config.batch.max_bytes
+            p.events.len() >= batch.max_rows as usize || p.bytes as u64 >= batch.max_bytes
         });
         if full {
             self.flush(&topic, cancel).await?;
@@ -949,16 +1496,16 @@ impl<D: Destination> Worker<'_, D> {
             t.dedup();
             t
         };
+        let mut total = 0u64;
         for topic in topics {
             match self.runner_admin_watermarks(&topic).await {
                 Ok(marks) => {
                     for w in marks {
                         let tp = TopicPartition::new(topic.clone(), w.partition);
                         if let Some(pos) = self.positions.get(&tp) {
-                            self.runner
-                                .metrics
-                                .backlog_events(w.partition)
-                                .set((w.high - pos).max(0));
+                            let behind = (w.high - pos).max(0);
+                            total += u64::try_from(behind).unwrap_or(0);
+                            self.runner.metrics.backlog_events(w.partition).set(behind);
                         }
                     }
                 }
@@ -967,6 +1514,7 @@ impl<D: Destination> Worker<'_, D> {
                 }
             }
         }
+        self.runner.shared.backlog.store(total, Ordering::Relaxed);
     }
 
     async fn runner_admin_watermarks(

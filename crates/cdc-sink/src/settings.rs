@@ -11,7 +11,7 @@ use cdc_kafka::ConsumerSettings;
 
 use crate::error::Error;
 use crate::postgres::PgSettings;
-use crate::runner::RunnerConfig;
+use crate::runner::{RunnerConfig, Tuning};
 use crate::timescaledb::TimescaleOptions;
 
 /// The driver settings of a sink block.
@@ -30,6 +30,72 @@ pub fn runner_config<D: DestinationKind>(
     c.retry = sink.retry.clone();
     c.drain_timeout = Duration::from_secs(sink.drain_timeout_secs);
     c
+}
+
+/// The part of `sinks.<destination>` a running sink can take without a restart (a reload):
+/// batch limits and retry policy. `None` when the block is absent.
+pub fn tuning(config: &cdc_config::PipelineConfig, destination: &str) -> Option<Tuning> {
+    fn of<D>(s: &SinkConfig<D>) -> Tuning {
+        Tuning {
+            batch: s.batch.clone(),
+            retry: s.retry.clone(),
+        }
+    }
+    match destination {
+        "postgres" => config.sinks.postgres.as_ref().map(of),
+        "clickhouse" => config.sinks.clickhouse.as_ref().map(of),
+        "timescaledb" => config.sinks.timescaledb.as_ref().map(of),
+        _ => None,
+    }
+}
+
+/// `key: old -> new` for every tunable key that differs, keys named as in `pipeline.yaml`.
+pub fn tuning_changes(destination: &str, old: &Tuning, new: &Tuning) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cmp = |key: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("sinks.{destination}.{key}: {a} -> {b}"));
+        }
+    };
+    let (a, b) = (&old.batch, &new.batch);
+    cmp(
+        "batch.max_rows",
+        a.max_rows.to_string(),
+        b.max_rows.to_string(),
+    );
+    cmp(
+        "batch.max_bytes",
+        a.max_bytes.to_string(),
+        b.max_bytes.to_string(),
+    );
+    cmp(
+        "batch.linger_ms",
+        a.linger_ms.to_string(),
+        b.linger_ms.to_string(),
+    );
+    let (a, b) = (&old.retry, &new.retry);
+    cmp(
+        "retry.max_retries",
+        a.max_retries.to_string(),
+        b.max_retries.to_string(),
+    );
+    cmp(
+        "retry.initial_backoff_ms",
+        a.initial_backoff_ms.to_string(),
+        b.initial_backoff_ms.to_string(),
+    );
+    cmp(
+        "retry.max_backoff_ms",
+        a.max_backoff_ms.to_string(),
+        b.max_backoff_ms.to_string(),
+    );
+    cmp(
+        "retry.multiplier",
+        a.multiplier.to_string(),
+        b.multiplier.to_string(),
+    );
+    cmp("retry.jitter", a.jitter.to_string(), b.jitter.to_string());
+    out
 }
 
 fn secret_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -106,5 +172,27 @@ mod tests {
         assert_eq!(c.dlq_topic, "cdc.dlq.sink-postgres");
         assert_eq!(c.topics_pattern, r"^cdc\.masked\..*");
         assert_eq!(c.stage, "sink-postgres");
+    }
+
+    #[test]
+    fn tuning_follows_the_block_and_reports_changes() {
+        let yaml = |rows: u32| {
+            format!(
+                "sinks:\n  postgres:\n    batch: {{max_rows: {rows}, linger_ms: 9}}\n    destination:\n      url: plain:postgres://fake@127.0.0.1/db\n"
+            )
+        };
+        let load = |text: String| {
+            cdc_config::load_str("test.yaml", &text, Vec::<(String, String)>::new())
+                .unwrap_or_else(|e| panic!("config: {e}"))
+        };
+        let a = tuning(&load(yaml(7)), "postgres").unwrap_or_else(|| panic!("postgres block"));
+        let b = tuning(&load(yaml(8)), "postgres").unwrap_or_else(|| panic!("postgres block"));
+        assert!(tuning(&load(yaml(7)), "clickhouse").is_none());
+        assert_eq!(a.batch.max_rows, 7);
+        assert_eq!(
+            tuning_changes("postgres", &a, &b),
+            vec!["sinks.postgres.batch.max_rows: 7 -> 8".to_owned()]
+        );
+        assert!(tuning_changes("postgres", &a, &a).is_empty());
     }
 }

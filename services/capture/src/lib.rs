@@ -8,11 +8,13 @@
 //! - [`dir_watch`]: inotify wake-ups on `cdc_raw` changes (polling remains the fallback);
 //! - [`position_store`]: the last committed position of this node;
 //! - [`runner`]: the loop wiring it together (driven by `main.rs` or in-process by tests);
-//! - [`settings`]: `pipeline.yaml` sections → the settings of the loop and its clients.
+//! - [`settings`]: `pipeline.yaml` sections → the settings of the loop and its clients;
+//! - [`admin`]: the admin gRPC API (status, pause/resume).
 //!
 //! What it must not do: configure Kafka clients itself (cdc-kafka does), log column values, or
 //! delete a segment that is not COMPLETED and fully committed.
 
+pub mod admin;
 pub mod dir_watch;
 pub mod error;
 pub mod event_builder;
@@ -21,6 +23,7 @@ pub mod runner;
 pub mod segment_dir;
 pub mod settings;
 
+pub use admin::CaptureAdmin;
 pub use error::Error;
 pub use event_builder::{BuiltEvent, BuiltMutation, MutationContext, build_events};
 pub use runner::{CaptureRunner, CaptureSettings, HEADER_CORRELATION_ID, HEADER_SCHEMA_VERSION};

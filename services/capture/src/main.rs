@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cdc_capture::CaptureRunner;
 use cdc_capture::settings::{capture_settings, catalog_settings};
+use cdc_capture::{CaptureAdmin, CaptureRunner};
 use cdc_config::SecretResolver;
 use cdc_kafka::{producer_settings_from_config, settings_from_config};
 use cdc_schema::SchemaCatalog;
-use cdc_telemetry::{AdminServer, CaptureMetrics, HealthState, Shutdown, new_registry};
+use cdc_telemetry::{CaptureMetrics, HealthState, Shutdown, new_registry};
 use clap::Parser;
 
 /// Command line.
@@ -64,10 +64,21 @@ async fn main() -> anyhow::Result<()> {
     let registry = new_registry();
     let metrics = CaptureMetrics::new(&registry)?;
     let health = HealthState::new();
-    let admin = AdminServer::new(registry, health.clone())
-        .bind(config.capture.admin.listen_addr)
-        .await?;
+    let (pause_tx, pause_rx) = tokio::sync::watch::channel(false);
+    let admin_api = Arc::new(CaptureAdmin::new(
+        registry.clone(),
+        health.clone(),
+        pause_tx,
+    ));
+    let admin = cdc_admin::serve(
+        config.capture.admin.listen_addr,
+        registry,
+        health.clone(),
+        Arc::clone(&admin_api),
+    )
+    .await?;
     let admin_task = tokio::spawn(admin.run(cancel.child_token()));
+    tokio::spawn(admin_api.sample(cancel.child_token()));
 
     let runner = CaptureRunner::start(
         settings,
@@ -78,7 +89,8 @@ async fn main() -> anyhow::Result<()> {
         health,
     )
     .await
-    .context("starting capture")?;
+    .context("starting capture")?
+    .with_pause_signal(pause_rx);
     let drain = Duration::from_secs(config.capture.drain_timeout_secs);
     let run = runner.run(cancel.clone());
     tokio::select! {

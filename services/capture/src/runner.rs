@@ -47,6 +47,8 @@ pub use cdc_model::headers::{
 /// Health dependency names.
 pub const DEP_KAFKA: &str = "kafka";
 pub const DEP_CASSANDRA: &str = "cassandra";
+/// Marked down while an operator has paused the intake (admin API).
+pub const DEP_INTAKE: &str = cdc_admin::HEALTH_INTAKE;
 
 /// Decides per `(keyspace, table)` whether a CDC table is captured.
 pub type TableFilter = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
@@ -293,6 +295,8 @@ pub struct CaptureRunner {
     abandoned: BTreeSet<i64>,
     /// Segments whose header cannot be read (kept on disk).
     unreadable: BTreeSet<i64>,
+    /// An operator's pause switch (admin API); `None` = never paused.
+    pause: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for CaptureRunner {
@@ -371,7 +375,43 @@ impl CaptureRunner {
             stalled: BTreeMap::new(),
             abandoned: BTreeSet::new(),
             unreadable: BTreeSet::new(),
+            pause: None,
         })
+    }
+
+    /// Lets an operator pause the intake: while `pause` reads `true` no new segment is read and
+    /// the batch in flight is committed (the transaction semantics are unchanged: a batch and its
+    /// position commit together). `/readyz` shows [`DEP_INTAKE`] down meanwhile.
+    pub fn with_pause_signal(mut self, pause: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.pause = Some(pause);
+        self
+    }
+
+    fn is_paused(&self) -> bool {
+        self.pause.as_ref().is_some_and(|p| *p.borrow())
+    }
+
+    /// Commits what is pending, then waits until resumed or cancelled.
+    async fn hold(&mut self, cancel: &CancellationToken) {
+        if let Err(e) = self.commit_pending(true).await {
+            tracing::warn!(error = %e, error_class = e.class().as_str(), "Committing before the pause failed; redoing from the last committed position after it");
+            self.reset_to_committed();
+        }
+        self.health.set_down(
+            DEP_INTAKE,
+            "paused by an operator (`cdcctl` resume restarts it)",
+        );
+        tracing::info!("Intake paused by an operator");
+        if let Some(mut pause) = self.pause.clone() {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                _ = pause.wait_for(|p| !*p) => {}
+            }
+        }
+        self.health.set_up(DEP_INTAKE);
+        if !cancel.is_cancelled() {
+            tracing::info!("Intake resumed by an operator");
+        }
     }
 
     /// The last committed position.
@@ -441,6 +481,10 @@ impl CaptureRunner {
         let mut delays = backoff();
         let watch = DirWatch::start(&self.settings.cdc_raw_dir);
         while !cancel.is_cancelled() {
+            if self.is_paused() {
+                self.hold(cancel).await;
+                continue;
+            }
             let delay = match self.pass(cancel).await {
                 Ok(()) => {
                     delays = backoff();
@@ -462,8 +506,20 @@ impl CaptureRunner {
                     None => std::future::pending().await,
                 }
             };
+            let paused = async {
+                match self.pause.clone() {
+                    Some(mut p) => {
+                        // A dropped switch can never pause: wait for nothing then.
+                        if p.wait_for(|p| *p).await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = cancel.cancelled() => break,
+                () = paused => {}
                 () = tokio::time::sleep(delay) => {}
                 // A change in cdc_raw (typically an idx rewrite) ends the wait early, but never
                 // shortens a back-off after a failure.
@@ -516,7 +572,7 @@ impl CaptureRunner {
         let segments = segment_dir::list_segments(&self.settings.cdc_raw_dir)?;
         self.update_dir_metrics(&segments);
         for seg in &segments {
-            if cancel.is_cancelled() {
+            if cancel.is_cancelled() || self.is_paused() {
                 break;
             }
             let cursor = self.cursor();

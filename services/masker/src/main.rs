@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use cdc_admin::dead_letters::DeadLetterTopic;
 use cdc_config::{ExposeSecret, SecretResolver};
 use cdc_kafka::{ConsumerSettings, ReadCommittedConsumer, TopicAdmin, TransactionalProducer};
 use cdc_mask::{KeyRing, PgTokenVault, TokenVault};
-use cdc_telemetry::{AdminServer, HealthState, MaskerMetrics, Shutdown};
+use cdc_telemetry::{HealthState, MaskerMetrics, Shutdown};
 use masker::pipeline::VAULT;
-use masker::{MaskerOptions, Pipeline, PolicySource, StdoutAudit, watch_policy};
+use masker::{MaskerAdmin, MaskerOptions, Pipeline, PolicySource, StdoutAudit, watch_policy};
 
 fn config_path() -> PathBuf {
     let mut args = std::env::args().skip(1);
@@ -96,12 +97,30 @@ async fn main() -> anyhow::Result<()> {
     let registry = cdc_telemetry::new_registry();
     let metrics = MaskerMetrics::new(&registry)?;
     let health = HealthState::new();
-    tokio::spawn(AdminServer::serve(
+    let (pause_tx, pause_rx) = tokio::sync::watch::channel(false);
+    let admin_api = Arc::new(MaskerAdmin::new(
+        registry.clone(),
+        health.clone(),
+        pause_tx,
+        policy_tx.clone(),
+        source.clone(),
+        DeadLetterTopic::new(
+            kafka.clone(),
+            m.dlq_topic.clone(),
+            i32::from(config.kafka.replication_factor),
+        ),
+        kafka.clone(),
+    ));
+    let server = cdc_admin::serve(
         m.admin.listen_addr,
         registry,
         health.clone(),
-        cancel.clone(),
-    ));
+        Arc::clone(&admin_api),
+    )
+    .await
+    .with_context(|| format!("masker.admin.listen_addr {}", m.admin.listen_addr))?;
+    tokio::spawn(server.run(cancel.clone()));
+    tokio::spawn(Arc::clone(&admin_api).sample(cancel.clone()));
     if let Some(v) = vault.clone() {
         let (health, cancel) = (health.clone(), cancel.clone());
         tokio::spawn(async move {
@@ -152,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let drain = Duration::from_secs(m.drain_timeout_secs);
     tokio::select! {
-        r = pipeline.run(cancel.clone()) => r?,
+        r = pipeline.run_with_pause(cancel.clone(), pause_rx) => r?,
         () = async { cancel.cancelled().await; tokio::time::sleep(drain).await } => {
             // The open transaction is aborted by the broker or fenced by the next instance.
             tracing::warn!(drain_timeout_secs = m.drain_timeout_secs, "Drain deadline passed; exiting with the batch uncommitted");

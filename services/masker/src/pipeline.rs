@@ -26,6 +26,8 @@ use crate::Error;
 pub const KAFKA: &str = "kafka";
 /// See [`KAFKA`].
 pub const VAULT: &str = "token_vault";
+/// Marked down while an operator has paused the intake (admin API).
+pub const INTAKE: &str = "intake";
 
 /// Where batch audit lines go.
 pub trait AuditWriter: Send + Sync {
@@ -138,7 +140,20 @@ fn output_headers(
 
 impl Pipeline {
     /// Runs until `cancel`; returns on a fatal error (e.g. fenced by a newer instance).
-    pub async fn run(mut self, cancel: CancellationToken) -> Result<(), Error> {
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), Error> {
+        let (_keep, pause) = watch::channel(false);
+        self.run_with_pause(cancel, pause).await
+    }
+
+    /// As [`Pipeline::run`], with an operator's pause switch (admin API): while it reads `true`
+    /// no new batch starts (the one in flight commits first), the assigned partitions are paused
+    /// (the consumer keeps polling, so the member stays in its group) and `/readyz` shows
+    /// [`INTAKE`] down.
+    pub async fn run_with_pause(
+        mut self,
+        cancel: CancellationToken,
+        mut pause: watch::Receiver<bool>,
+    ) -> Result<(), Error> {
         self.health.register(KAFKA);
         if self.vault.is_some() {
             self.health.register(VAULT);
@@ -164,9 +179,15 @@ impl Pipeline {
         let mut positions: BTreeMap<(String, i32), i64> = BTreeMap::new();
         let mut backlog_checked = Instant::now();
         loop {
+            if *pause.borrow() {
+                self.hold(&mut pause, &cancel).await?;
+                if cancel.is_cancelled() {
+                    break;
+                }
+            }
             let batch = tokio::select! {
                 () = cancel.cancelled() => break,
-                b = self.collect(&cancel) => b?,
+                b = self.collect(&cancel, &mut pause) => b?,
             };
             let batch = self.drop_revoked(batch);
             if batch.is_empty() {
@@ -246,10 +267,25 @@ impl Pipeline {
     }
 
     /// Up to `batch_max_events` messages; returns once the batch is full or `batch_linger` after
-    /// its first message.
-    async fn collect(&mut self, cancel: &CancellationToken) -> Result<Vec<InboundMessage>, Error> {
+    /// its first message. Empty when a pause comes before the first message.
+    async fn collect(
+        &mut self,
+        cancel: &CancellationToken,
+        pause: &mut watch::Receiver<bool>,
+    ) -> Result<Vec<InboundMessage>, Error> {
         let mut batch = Vec::new();
-        match self.consumer.recv().await {
+        let first = tokio::select! {
+            m = self.consumer.recv() => m,
+            // Nothing received yet, so nothing is lost by stopping here. (A dropped switch can
+            // never pause: wait for nothing then.)
+            paused = async { pause.wait_for(|p| *p).await.is_ok() } => {
+                if paused {
+                    return Ok(batch);
+                }
+                self.consumer.recv().await
+            }
+        };
+        match first {
             Ok(first) => batch.push(first),
             Err(e) => return self.consume_error(e.into(), batch).await,
         }
@@ -266,6 +302,57 @@ impl Pipeline {
             }
         }
         Ok(batch)
+    }
+
+    /// Waits while paused. A message can still come from a partition assigned during the pause:
+    /// it is put back (sought) and its partition paused too, so nothing is skipped.
+    async fn hold(
+        &mut self,
+        pause: &mut watch::Receiver<bool>,
+        cancel: &CancellationToken,
+    ) -> Result<(), Error> {
+        let assigned = self.consumer.assignment()?;
+        self.consumer.pause(&assigned)?;
+        self.health.set_down(
+            INTAKE,
+            "paused by an operator (`cdcctl` resume restarts it)",
+        );
+        tracing::info!(partitions = assigned.len(), "Intake paused by an operator");
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                r = pause.changed() => {
+                    if r.is_err() || !*pause.borrow() {
+                        break;
+                    }
+                }
+                m = self.consumer.recv() => match m {
+                    Ok(m) => {
+                        let tp = TopicPartition::new(m.topic.clone(), m.partition);
+                        self.consumer
+                            .seek_and_resume(&[(tp.clone(), StartOffset::At(m.offset))])
+                            .await?;
+                        self.consumer.pause(&[tp])?;
+                    }
+                    Err(e) => {
+                        let e: Error = e.into();
+                        if e.class() == ErrorClass::Fatal {
+                            self.health.set_down(KAFKA, e.to_string());
+                            return Err(e);
+                        }
+                        tracing::warn!(error = %e, "Consume error while paused");
+                        tokio::time::sleep(self.options.retry_delay).await;
+                    }
+                },
+            }
+        }
+        let assigned = self.consumer.assignment()?;
+        self.consumer.resume(&assigned)?;
+        self.health.set_up(INTAKE);
+        if !cancel.is_cancelled() {
+            tracing::info!(partitions = assigned.len(), "Intake resumed by an operator");
+        }
+        Ok(())
     }
 
     /// A consumer error: fatal ones stop the stage; others are logged and the batch read so far

@@ -31,6 +31,14 @@ async fn main() -> anyhow::Result<()> {
     let kafka = cdc_kafka::settings_from_config(&config.kafka, "sink-clickhouse", &secrets).await?;
     let destination = ClickHouseDestination::new(settings);
     let runner = cdc_sink::settings::runner_config(&sink, &config.kafka);
-    cdc_sink::service::serve(&config, &sink.admin, runner, kafka, destination).await?;
+    cdc_sink::service::serve_with_config_file(
+        &args.config,
+        &config,
+        &sink.admin,
+        runner,
+        kafka,
+        destination,
+    )
+    .await?;
     Ok(())
 }

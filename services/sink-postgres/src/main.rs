@@ -30,6 +30,14 @@ async fn main() -> anyhow::Result<()> {
     let kafka = cdc_kafka::settings_from_config(&config.kafka, "sink-postgres", &secrets).await?;
     let destination = cdc_sink::postgres::PostgresDestination::new(&pg)?;
     let runner = cdc_sink::settings::runner_config(&sink, &config.kafka);
-    cdc_sink::service::serve(&config, &sink.admin, runner, kafka, destination).await?;
+    cdc_sink::service::serve_with_config_file(
+        &args.config,
+        &config,
+        &sink.admin,
+        runner,
+        kafka,
+        destination,
+    )
+    .await?;
     Ok(())
 }

@@ -32,6 +32,14 @@ async fn main() -> anyhow::Result<()> {
         cdc_kafka::settings_from_config(&config.kafka, "sink-timescaledb", &secrets).await?;
     let destination = cdc_sink::timescaledb::timescale_destination(&pg, &options)?;
     let runner = cdc_sink::settings::runner_config(&sink, &config.kafka);
-    cdc_sink::service::serve(&config, &sink.admin, runner, kafka, destination).await?;
+    cdc_sink::service::serve_with_config_file(
+        &args.config,
+        &config,
+        &sink.admin,
+        runner,
+        kafka,
+        destination,
+    )
+    .await?;
     Ok(())
 }
