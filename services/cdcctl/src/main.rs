@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 
-use commands::{audit, detokenize, dlq, load, replay, status, verify};
+use commands::{audit, dashboard, detokenize, dlq, load, replay, status, vault, verify};
 
 #[derive(Debug, Parser)]
 #[command(name = "cdcctl", version, about = "Operate the cdc-pipeline")]
@@ -37,11 +37,16 @@ enum Command {
     /// List, show and replay dead letters.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Serve the live web dashboard (lag, throughput, errors, backlog, latency, health).
+    Dashboard(dashboard::DashboardArgs),
     /// Rewind one destination's stored offsets (other destinations untouched).
     Replay(replay::ReplayArgs),
     /// Print the original value of a `tok_...` token. Needs the vault-reader credential (the
     /// masker's writer role cannot read tokens); every call is audited in the vault and on stderr.
     Detokenize(detokenize::DetokenizeArgs),
+    /// Token vault administration (schema migration).
+    #[command(subcommand)]
+    Vault(vault::VaultCommand),
 }
 
 #[tokio::main]
@@ -54,6 +59,8 @@ async fn main() -> ExitCode {
         Command::Audit(args) => audit::run(&cli.config, args).await,
         Command::Dlq(cmd) => dlq::run(&cli.config, cmd).await,
         Command::Replay(args) => replay::run(&cli.config, args).await,
+        Command::Dashboard(args) => dashboard::run(&cli.config, args).await,
+        Command::Vault(cmd) => vault::run(&cli.config, cmd).await,
         Command::Detokenize(args) => detokenize::run(&cli.config, args)
             .await
             .map(|()| ExitCode::SUCCESS),

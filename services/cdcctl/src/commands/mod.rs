@@ -2,9 +2,11 @@
 //! (verify, audit), 2 error.
 
 pub mod audit;
+pub mod dashboard;
 pub mod detokenize;
 pub mod dlq;
 pub mod load;
 pub mod replay;
 pub mod status;
+pub mod vault;
 pub mod verify;
