@@ -1,7 +1,7 @@
 # cdc-pipeline — developer entry points. `make help` lists them.
 #
 # Two commands set everything up on a fresh machine:
-#   make demo   install + start the local stack and show its status (later: the whole pipeline)
+#   make demo   install + start the local stack, then the whole pipeline with a short load (make down stops it)
 #   make test   lint + every test, against the real local stack (started if needed)
 
 SHELL := /bin/bash
@@ -14,7 +14,7 @@ STACK_DIR := $(or $(CDC_STACK_DIR),.stack)
 TEST_THREADS ?= 4
 
 .PHONY: help stack-up stack-down stack-status stack-reset build lint fmt clippy test test-unit \
-        test-integration test-clickhouse-front demo down fuzz-smoke bench-masker bench-capture bench-sinks clean
+        test-integration test-clickhouse-front test-dashboard test-deploy tools docs-config bench-startup demo down fuzz-smoke bench-masker bench-capture bench-sinks clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -47,21 +47,60 @@ test-unit: ## unit, property and golden tests (no servers needed)
 test-clickhouse-front: ## tests of the ClickHouse HTTP front (dev/clickhouse-http)
 	bash dev/clickhouse-http/run-tests.sh
 
-test-integration: stack-up ## integration tests against the running local stack
+# The end-to-end tests (tests/e2e_*.rs) start the service binaries as processes: build them first.
+test-integration: stack-up ## integration tests against the running local stack (builds the service binaries first)
+	$(CARGO) build --workspace --bins
 	set -a; source $(STACK_DIR)/env; set +a; \
 	$(CARGO) test --workspace --test '*' -- --test-threads=$(TEST_THREADS)
 
+# The sinks are started as processes by the test, so their binaries are built first. Chromium comes
+# from dev/apt-packages.txt (installed by stack-up).
+test-dashboard: stack-up ## browser test of `cdcctl dashboard` in headless Chromium (screenshot: target/dashboard.png)
+	set -a; source $(STACK_DIR)/env; set +a; \
+	$(CARGO) build -p cdcctl -p sink-postgres -p sink-clickhouse -p sink-timescaledb && \
+	$(CARGO) test -p cdcctl --test dashboard -- --nocapture
+
+tools: ## install (cached machine-wide) helm, promtool, k8s-validate and the Vault dev server the tests use
+	bash dev/tools/helm.sh install
+	bash dev/tools/promtool.sh install
+	bash dev/tools/k8s-validate.sh install
+	bash dev/components/vault.sh install
+
+test-deploy: tools ## Dockerfile, docker-compose, Prometheus, Grafana dashboard, alert rules and Helm chart checks
+	$(CARGO) test -p cdc-tests --test deploy
+
+docs-config: ## regenerate docs/configuration.md from config/pipeline.example.yaml
+	CDC_UPDATE_DOCS=1 $(CARGO) test -p cdc-config --test docs
+
+bench-startup: stack-up ## cold start of each service to ready and of the pipeline to data in 3 warehouses; writes docs/benchmarks.md
+	set -a; source $(STACK_DIR)/env; set +a; \
+	$(CARGO) build --workspace --bins && \
+	CDC_WRITE_BENCHMARKS=1 $(CARGO) test -p cdc-tests --test startup -- --nocapture
+
 test: lint stack-up ## everything CI runs: lint, unit, integration and harness tests
+	$(MAKE) --no-print-directory test-deploy
 	$(MAKE) --no-print-directory test-unit
 	$(MAKE) --no-print-directory test-clickhouse-front
 	$(MAKE) --no-print-directory test-integration
+	$(MAKE) --no-print-directory test-dashboard
 
-demo: stack-up ## start the local stack and show it (the pipeline joins in later issues)
-	@bash $(STACK) status
-	@echo
-	@echo "The local stack is running. Addresses: .stack/env (source it). Stop it with: make down"
+demo: ## the whole pipeline on the local stack: stack, build, capture, masker, 3 sinks, a short load, status
+	@bash dev/demo.sh
 
-down: stack-down ## stop everything make demo started
+down: ## stop everything make demo started: the pipeline, then the stack (data kept)
+	@bash dev/pipeline.sh down
+	@bash $(STACK) down
+
+.PHONY: pipeline-up pipeline-down pipeline-status
+
+pipeline-up: stack-up ## build and start the demo pipeline (config/pipeline.demo.yaml; needs make demo's secrets)
+	@bash dev/pipeline.sh up
+
+pipeline-down: ## stop the demo pipeline's five services (SIGTERM, SIGKILL after the drain)
+	@bash dev/pipeline.sh down
+
+pipeline-status: ## the demo pipeline's processes and /readyz; non-zero exit if any is not ready
+	@bash dev/pipeline.sh status
 
 FUZZ_SECONDS ?= 60
 

@@ -73,8 +73,14 @@ cmd_up() {
     log "stack up in $((SECONDS - started)) s"
 }
 
+# Started on demand by the tests that need them (not by `up`: their first build is slow), stopped by `down`.
+ON_DEMAND_COMPONENTS=(vault)
+
 cmd_down() {
     local i c
+    for c in "${ON_DEMAND_COMPONENTS[@]}"; do
+        [[ -f $COMPONENTS_DIR/$c.sh ]] && { component "$c" stop || log "WARNING: $c: stop failed"; }
+    done
     for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
         c=${COMPONENTS[$i]}
         [[ -f $COMPONENTS_DIR/$c.sh ]] || continue

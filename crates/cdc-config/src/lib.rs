@@ -1,8 +1,9 @@
 //! Typed pipeline configuration: one `pipeline.yaml` with a section per stage, `CDC__SECTION__KEY`
 //! environment overrides, secret references (`env:`, `file:`, `vault:`) and validation messages that
 //! name the file, the key path and what was expected. Validation touches nothing outside the process;
-//! only [`SecretRef::resolve`] reads variables, files or Vault. Kafka client settings are derived in
-//! `cdc-kafka`, not here.
+//! only [`SecretRef::resolve`] reads variables, files or Vault, and [`RefreshingSecret`] re-reads `file:`
+//! and `vault:` references every `secrets.refresh_interval_secs` so rotated secrets apply without a
+//! restart. Kafka client settings are derived in `cdc-kafka`, not here.
 
 mod admin;
 mod capture;
@@ -13,6 +14,7 @@ mod kafka;
 mod load;
 mod masker;
 mod pipeline;
+mod refresh;
 mod secret;
 mod sink;
 mod string_list;
@@ -29,6 +31,7 @@ pub use kafka::{EventFormat, KafkaConfig, KafkaProtocol, KafkaSecurityConfig, Sa
 pub use load::{ENV_PREFIX, ENV_SEPARATOR, load, load_str, load_with_env};
 pub use masker::{MaskerConfig, TokenVaultConfig};
 pub use pipeline::PipelineConfig;
+pub use refresh::RefreshingSecret;
 pub use secret::{SecretRef, SecretResolver, SecretsConfig};
 pub use sink::{
     BatchConfig, ClickHouseDestinationConfig, DestinationKind, PostgresDestinationConfig,

@@ -101,6 +101,9 @@ impl PipelineConfig {
             100,
             600_000,
         );
+        if let Some(secs) = self.secrets.refresh_interval_secs {
+            v.int_range(key("secrets", "refresh_interval_secs"), secs, 1, 86_400);
+        }
         v.into_result()
     }
 }

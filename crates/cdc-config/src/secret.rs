@@ -58,6 +58,12 @@ impl SecretRef {
         matches!(self, SecretRef::Vault { .. })
     }
 
+    /// True when the value behind the reference can change while the process runs (`file:` and `vault:`),
+    /// i.e. when re-resolving it can pick up a rotated secret.
+    pub fn can_change(&self) -> bool {
+        matches!(self, SecretRef::File { .. } | SecretRef::Vault { .. })
+    }
+
     /// Resolves the secret with Vault settings from `VAULT_ADDR` / `VAULT_TOKEN` and the process
     /// environment. Use [`SecretRef::resolve_with`] to apply the `secrets:` section of the config.
     pub async fn resolve(&self) -> Result<SecretString, Error> {
@@ -330,6 +336,17 @@ pub struct SecretsConfig {
     pub vault_namespace: Option<String>,
     /// Timeout of one Vault HTTP request, in milliseconds.
     pub vault_request_timeout_ms: u64,
+    /// How often [`RefreshingSecret`](crate::RefreshingSecret) handles re-read their `file:` and `vault:`
+    /// references, in seconds, so a rotated secret is picked up without a restart; unset = resolved once at
+    /// start. `env:` and `plain:` references never change while the process runs.
+    pub refresh_interval_secs: Option<u64>,
+}
+
+impl SecretsConfig {
+    /// The refresh period, when refreshing is on.
+    pub fn refresh_interval(&self) -> Option<Duration> {
+        self.refresh_interval_secs.map(Duration::from_secs)
+    }
 }
 
 impl Default for SecretsConfig {
@@ -339,6 +356,7 @@ impl Default for SecretsConfig {
             vault_token: None,
             vault_namespace: None,
             vault_request_timeout_ms: 10_000,
+            refresh_interval_secs: None,
         }
     }
 }
