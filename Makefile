@@ -77,12 +77,12 @@ bench-startup: stack-up ## cold start of each service to ready and of the pipeli
 	$(CARGO) build --workspace --bins && \
 	CDC_WRITE_BENCHMARKS=1 $(CARGO) test -p cdc-tests --test startup -- --nocapture
 
+# test-integration runs every test target, the dashboard's browser test among them.
 test: lint stack-up ## everything CI runs: lint, unit, integration and harness tests
 	$(MAKE) --no-print-directory test-deploy
 	$(MAKE) --no-print-directory test-unit
 	$(MAKE) --no-print-directory test-clickhouse-front
 	$(MAKE) --no-print-directory test-integration
-	$(MAKE) --no-print-directory test-dashboard
 
 demo: ## the whole pipeline on the local stack: stack, build, capture, masker, 3 sinks, a short load, status
 	@bash dev/demo.sh

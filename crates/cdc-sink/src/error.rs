@@ -7,7 +7,7 @@ use cdc_model::ErrorClass;
 #[non_exhaustive]
 pub enum Error {
     /// A PostgreSQL/TimescaleDB statement failed.
-    #[error("PostgreSQL {op} on {relation} failed: {source}")]
+    #[error("PostgreSQL {op} on {relation} failed: {}", PgSummary(source))]
     Postgres {
         op: &'static str,
         relation: String,
@@ -72,6 +72,25 @@ pub enum Error {
     /// Telemetry could not be set up.
     #[error("telemetry: {0}")]
     Telemetry(#[from] cdc_telemetry::Error),
+}
+
+/// A PostgreSQL error without its `DETAIL`/`WHERE` lines: PostgreSQL quotes row values there
+/// (`Failing row contains (…)`), and error messages end up in logs and dead letters.
+pub struct PgSummary<'a>(pub &'a tokio_postgres::Error);
+
+impl std::fmt::Display for PgSummary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => write!(
+                f,
+                "db error: {} {}: {}",
+                db.severity(),
+                db.code().code(),
+                db.message()
+            ),
+            None => write!(f, "{}", self.0),
+        }
+    }
 }
 
 /// SQLSTATE classes and codes that a retry can fix.

@@ -279,7 +279,7 @@ impl Destination {
     pub fn namespace(&self, keyspace: &str) -> String {
         match &self.conn {
             Conn::Ch { prefix, .. } => format!("{prefix}{keyspace}"),
-            Conn::Pg(_) => keyspace.to_owned(),
+            Conn::Pg(_) => cdc_sink::postgres::naming::schema_name(keyspace),
         }
     }
 
@@ -363,7 +363,7 @@ impl Destination {
                         "SELECT c.column_name::text, c.data_type::text FROM information_schema.columns c \
                          JOIN information_schema.views v ON v.table_schema = c.table_schema AND v.table_name = c.table_name \
                          WHERE c.table_schema = $1 AND c.table_name = $2 ORDER BY c.ordinal_position",
-                        &[&keyspace, &table],
+                        &[&self.namespace(keyspace), &table],
                     )
                     .await
                     .map_err(|e| anyhow!("{}: describing {rel}: {}", self.kind.name(), chain(&e)))?;
@@ -410,7 +410,7 @@ impl Destination {
                 let client = self.pg().await?;
                 let state = format!(
                     "{}.{}",
-                    pg_ident(keyspace),
+                    pg_ident(&self.namespace(keyspace)),
                     pg_ident(&format!("{table}_state"))
                 );
                 let rows = client
@@ -492,7 +492,8 @@ impl Destination {
                     .await
                     .map_err(|e| anyhow!("{}: listing views: {}", self.kind.name(), chain(&e)))?;
                 for r in rows {
-                    let (ks, t): (String, String) = (r.get(0), r.get(1));
+                    let (schema, t): (String, String) = (r.get(0), r.get(1));
+                    let ks = keyspace_of_schema(&schema);
                     if keyspace_ok(&ks) {
                         out.push((ks, t));
                     }
@@ -549,7 +550,7 @@ impl Destination {
                     } else {
                         exprs.join(", ")
                     },
-                    pg_ident(keyspace),
+                    pg_ident(&self.namespace(keyspace)),
                     pg_ident(table)
                 );
                 let client = self.pg().await?;
@@ -615,6 +616,15 @@ impl Destination {
 }
 
 /// Escapes a ClickHouse string literal body.
+/// The Cassandra keyspace a PostgreSQL schema holds: the inverse of
+/// [`cdc_sink::postgres::naming::schema_name`] (`cdc_pg_stats` → `pg_stats`).
+pub fn keyspace_of_schema(schema: &str) -> String {
+    match schema.strip_prefix("cdc_") {
+        Some(ks) if cdc_sink::postgres::naming::schema_name(ks) == schema => ks.to_owned(),
+        _ => schema.to_owned(),
+    }
+}
+
 pub fn sql_string(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\'', "\\'")
 }
@@ -622,6 +632,15 @@ pub fn sql_string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema_names_map_back_to_keyspaces() {
+        for ks in ["demo", "pg_stats", "cdc_pg_x", "cdc_cdc_pg_y", "cdc_demo"] {
+            let schema = cdc_sink::postgres::naming::schema_name(ks);
+            assert_eq!(keyspace_of_schema(&schema), ks, "schema {schema}");
+        }
+        assert_eq!(keyspace_of_schema("cdc_pg_stats"), "pg_stats");
+    }
 
     #[test]
     fn expressions_per_type() {

@@ -357,3 +357,44 @@ async fn postgres_clustering_rows_and_range_deletes() {
     }
     sink.stop().await;
 }
+
+/// PostgreSQL quotes the failing row's values in `DETAIL:`; the sink's error text (logged, sent to
+/// dead letters) must carry the SQLSTATE and message but never those values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_error_text_withholds_row_values() {
+    let stack = StackEnv::load();
+    let (client, conn) = tokio_postgres::connect(&stack.postgres_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the stack's PostgreSQL");
+    tokio::spawn(conn);
+    client
+        .batch_execute("CREATE TEMP TABLE detail_probe (id int PRIMARY KEY, note text CHECK (note <> 'fake-secret-000-00-0001'))")
+        .await
+        .expect("create temp table");
+    let raw = client
+        .execute(
+            "INSERT INTO detail_probe VALUES (1, 'fake-secret-000-00-0001')",
+            &[],
+        )
+        .await
+        .expect_err("the CHECK constraint rejects the row");
+    // The precondition: the driver's own error text does hold the value (else the test proves nothing).
+    let full = format!("{raw:?}");
+    assert!(
+        full.contains("fake-secret-000-00-0001"),
+        "driver error lost its detail: {full}"
+    );
+    let e = cdc_sink::Error::Postgres {
+        op: "insert",
+        relation: "detail_probe".into(),
+        source: raw,
+    };
+    let text = e.to_string();
+    assert!(text.contains("23514"), "SQLSTATE missing: {text}");
+    assert!(text.contains("detail_probe"), "relation missing: {text}");
+    assert!(
+        !text.contains("fake-secret"),
+        "row value leaked into the error text: {text}"
+    );
+    assert_eq!(e.class(), cdc_model::ErrorClass::Poison);
+}
