@@ -247,6 +247,27 @@ check_compat_mode() {
     fi
 }
 
+# prune_cdc_raw: keep the dev stack's cdc_raw well under cdc_total_space (1 GiB). Tests write to CDC
+# tables while no capture runs for them, so finished segments pile up across runs; once cdc_raw is
+# full, Cassandra rejects every write to a CDC table. Above 512 MiB the oldest COMPLETED segments
+# are deleted until 256 MiB remain. Dev stack only: a production cdc_raw belongs to its capture.
+prune_cdc_raw() {
+    [[ -d $CDC_RAW ]] || return 0
+    local total size idx log_file freed=0 count=0
+    total=$(du -sb "$CDC_RAW" | cut -f1)
+    ((total > 512 * 1024 * 1024)) || return 0
+    while read -r idx; do
+        idx="$CDC_RAW/$idx"
+        ((total > 256 * 1024 * 1024)) || break
+        grep -q COMPLETED "$idx" 2>/dev/null || continue
+        log_file=${idx%_cdc.idx}.log
+        size=$(stat -c %s "$log_file" 2>/dev/null || echo 0)
+        rm -f "$log_file" "$idx"
+        total=$((total - size)); freed=$((freed + size)); count=$((count + 1))
+    done < <(find "$CDC_RAW" -maxdepth 1 -name 'CommitLog-*_cdc.idx' -printf '%f\n' | sort -t- -k3,3n)
+    ((count == 0)) || log "$NAME: pruned $count finished segments ($((freed / 1048576)) MiB) from $CDC_RAW (dev stack: kept under 256 MiB of cdc_total_space 1024 MiB)"
+}
+
 cmd_start() {
     if pid_alive "$PIDFILE"; then
         if healthy; then log "$NAME: already running (pid $(cat "$PIDFILE"))"; return 0; fi
@@ -256,6 +277,7 @@ cmd_start() {
         [[ -f $LIB/.complete ]] || cmd_install
         write_conf
         check_compat_mode
+        prune_cdc_raw
         local -a flags
         mapfile -t flags < <(server_jvm_flags)
         log "$NAME: starting Cassandra $CASSANDRA_VERSION (CQL $ADDRESS, storage_compatibility_mode $COMPAT_MODE; log $LOGS/system.log)"
