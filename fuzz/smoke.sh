@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Bounded-time fuzzing of cdc-commitlog with a corpus seeded from the real fixtures.
+# Bounded-time fuzzing of cdc-commitlog (segment, mutation: corpus seeded from the real fixtures) and
+# of configuration parsing in cdc-config (config: corpus seeded from config/*.yaml).
 #   fuzz/smoke.sh [seconds-per-target]   (default 60)
 # Needs a nightly toolchain and cargo-fuzz (cargo install cargo-fuzz). Without them it runs the
 # in-crate random-input property tests instead (same decoders, proptest-driven), and says so.
@@ -9,7 +10,8 @@ SECS="${1:-60}"
 FIX=../crates/cdc-commitlog/tests/fixtures
 
 seed() {
-    mkdir -p corpus/segment corpus/mutation
+    mkdir -p corpus/segment corpus/mutation corpus/config
+    cp ../config/*.yaml corpus/config/ 2>/dev/null || true
     cp "$FIX"/CommitLog-*.log corpus/segment/ 2>/dev/null || true
     # Split the uncompressed fixture segments into their mutation bodies (marker chain + entries).
     python3 - "$FIX" corpus/mutation <<'PY'
@@ -44,11 +46,12 @@ fi
 
 if cargo +nightly fuzz --version >/dev/null 2>&1; then
     seed
-    for target in segment mutation; do
+    for target in segment mutation config; do
         echo "fuzzing $target for ${SECS}s"
         cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$SECS" -rss_limit_mb=2048
     done
 else
     echo "cargo-fuzz/nightly not available: running the proptest random-input smoke tests instead" >&2
     cd .. && PROPTEST_CASES="${PROPTEST_CASES:-20000}" cargo test -p cdc-commitlog --lib -- survives
+    echo "config parsing is fuzzed only with cargo-fuzz (fuzz/fuzz_targets/config.rs)" >&2
 fi

@@ -2,7 +2,9 @@
 //! needed on the build machine) and generates the tonic client and server.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: a compiled-in path would be wherever a shared build cache was first filled.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;
+    let dir = std::path::Path::new(&manifest_dir).join("../../proto");
     let file = dir.join("admin.proto");
     println!("cargo:rerun-if-changed={}", file.display());
     let fds = protox::compile([&file], [&dir])?;

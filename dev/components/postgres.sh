@@ -12,6 +12,11 @@
 # directory is mode 0700 and owned by the server's OS user, so only that user (and root) can reach it.
 # Never reuse any of this outside a loopback dev box.
 #
+# TLS: `ssl = on` with a DEV ONLY certificate made with openssl on first start: a throwaway CA
+# ($STACK_DIR/<name>/tls/ca.crt, what clients verify against) and a server certificate for `localhost` and
+# `127.0.0.1` signed by it. Plain TCP keeps working (pg_hba `host` lines accept both). A server already running
+# without TLS gets it on the next `start` through a reload (no restart, no dropped sessions).
+#
 # The server runs as the `postgres` OS user (created if missing) because PostgreSQL refuses to run as root.
 #
 # This file is also a small library: timescaledb.sh sources it (nothing runs when sourced), sets its own
@@ -52,6 +57,7 @@ pg_hook_version() { pg_server_version; }    # version column of `status` when th
 pg_hook_env() {
     printf 'export CDC_POSTGRES_URL=%s\n' "$(pg_url warehouse)"
     printf 'export CDC_VAULT_URL=%s\n' "$(pg_url vault)"
+    printf 'export CDC_POSTGRES_CA_FILE=%s\n' "$PG_HOME/tls/ca.crt"
 }
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
@@ -120,8 +126,37 @@ pg_prepare_dirs() {
         die "$PG_NAME: socket path '$sock' is ${#sock} bytes, over the 107-byte limit; use a shorter CDC_STACK_DIR"
 }
 
-# pg_write_config: (re)write our settings; postgresql.conf includes them. Takes effect at (re)start.
+# pg_ensure_tls: the DEV ONLY CA and server certificate under $PG_HOME/tls (made once, kept across starts).
+pg_ensure_tls() {
+    local dir=$PG_HOME/tls
+    [[ -f $dir/server.crt && -f $dir/server.key && -f $dir/ca.crt ]] && return 0
+    command -v openssl >/dev/null || die "$PG_NAME: openssl is needed for the dev TLS certificate"
+    log "$PG_NAME: making a DEV ONLY CA and server certificate in $dir"
+    rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
+    (
+        cd "$dir.tmp"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -sha256 -subj "/CN=cdc-dev-ca-$PG_NAME" \
+            -keyout ca.key -out ca.crt -addext basicConstraints=critical,CA:TRUE \
+            -addext keyUsage=critical,keyCertSign,cRLSign
+        openssl req -newkey rsa:2048 -nodes -sha256 -subj /CN=localhost -keyout server.key -out server.csr
+        printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -sha256 \
+            -extfile server.ext -out server.crt
+        rm -f server.csr server.ext ca.srl ca.key
+    ) >>"$PG_LOG" 2>&1 || die "$PG_NAME: openssl failed, see $PG_LOG"
+    chmod 0644 "$dir.tmp/ca.crt" "$dir.tmp/server.crt"
+    chmod 0600 "$dir.tmp/server.key"
+    [[ $EUID -ne 0 ]] || chown "$PG_OS_USER:" "$dir.tmp/server.key" "$dir.tmp/server.crt"
+    rm -rf "$dir"; mv "$dir.tmp" "$dir"
+    chmod 0755 "$dir"
+}
+
+# pg_tls_on: the running server has TLS on.
+pg_tls_on() { [[ $(pg_query_tcp "$PG_MAIN_DB" 'SHOW ssl') == on ]]; }
+
+# pg_write_config: (re)write our settings; postgresql.conf includes them. Takes effect at (re)start or reload.
 pg_write_config() {
+    pg_ensure_tls
     cat >"$PG_DATA/cdc-stack.conf" <<EOF
 # Written by dev/components/$PG_NAME.sh on every start — edit the script, not this file.
 listen_addresses = '127.0.0.1'
@@ -138,6 +173,10 @@ full_page_writes = on
 log_line_prefix = '%m [%p] %q%u@%d '
 log_timezone = 'UTC'
 timezone = 'UTC'
+# DEV ONLY certificate (pg_ensure_tls); clients may use TLS or not
+ssl = on
+ssl_cert_file = '$PG_HOME/tls/server.crt'
+ssl_key_file = '$PG_HOME/tls/server.key'
 $(pg_hook_conf)
 EOF
     cat >"$PG_DATA/pg_hba.conf" <<'EOF'
@@ -194,6 +233,14 @@ pg_start() {
         pg_running || break
         if pg_healthy; then
             log "$PG_NAME: already running on 127.0.0.1:$PG_PORT"
+            if ! pg_tls_on; then
+                # started by an older version of this script: turn TLS on without a restart
+                pg_write_config
+                as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" reload >/dev/null ||
+                    die "$PG_NAME: pg_ctl reload failed, see $PG_LOG"
+                wait_for "$PG_NAME TLS" 10 pg_tls_on || die "$PG_NAME: TLS still off after reload, see $PG_LOG"
+                log "$PG_NAME: TLS on (reloaded)"
+            fi
             return 0
         fi
         sleep 1

@@ -57,7 +57,10 @@ pg_hook_version() {
 
 pg_binary_version() { printf '%s/ts-%s\n' "$("$PG_BIN/postgres" --version | awk '{print $3}')" "$TIMESCALEDB_VERSION"; }
 
-pg_hook_env() { printf 'export CDC_TIMESCALE_URL=%s\n' "$(pg_url timeseries)"; }
+pg_hook_env() {
+    printf 'export CDC_TIMESCALE_URL=%s\n' "$(pg_url timeseries)"
+    printf 'export CDC_TIMESCALE_CA_FILE=%s\n' "$PG_HOME/tls/ca.crt"
+}
 
 pg_hook_install() {
     exec 9>"$CDC_STACK_CACHE/timescaledb.lock"

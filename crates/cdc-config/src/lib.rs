@@ -34,8 +34,9 @@ pub use pipeline::PipelineConfig;
 pub use refresh::RefreshingSecret;
 pub use secret::{SecretRef, SecretResolver, SecretsConfig};
 pub use sink::{
-    BatchConfig, ClickHouseDestinationConfig, DestinationKind, PostgresDestinationConfig,
-    RetryConfig, SinkConfig, SinksConfig, TimescaleDestinationConfig, TlsMode,
+    BatchConfig, ClickHouseDestinationConfig, DestinationKind, PgTlsConfig,
+    PostgresDestinationConfig, RetryConfig, SinkConfig, SinksConfig, TimescaleDestinationConfig,
+    TlsMode,
 };
 pub use telemetry::{LogFormat, TelemetryConfig};
 pub use validate::Violation;

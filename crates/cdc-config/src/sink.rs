@@ -2,6 +2,7 @@
 //! settings (`SinkConfig`) and adding destination-specific settings under `destination`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -64,6 +65,11 @@ pub struct SinkConfig<D> {
     /// Deadline to flush and commit in-flight batches after SIGTERM, in seconds.
     #[serde(default = "default_drain_timeout_secs")]
     pub drain_timeout_secs: u64,
+    /// Schema evolution (docs/schema-evolution.md): add a column to the destination before the
+    /// first event that carries it, and re-create a column whose type changed (old values
+    /// archived). `false`: such columns are not written, with a warning.
+    #[serde(default = "default_auto_migrate")]
+    pub auto_migrate: bool,
     /// Admin HTTP listener.
     #[serde(default = "default_admin::<D>")]
     pub admin: AdminConfig,
@@ -85,6 +91,9 @@ fn default_parallelism() -> u32 {
 }
 fn default_drain_timeout_secs() -> u64 {
     30
+}
+fn default_auto_migrate() -> bool {
+    true
 }
 fn default_admin<D: DestinationKind>() -> AdminConfig {
     AdminConfig::on_port(D::ADMIN_PORT)
@@ -141,16 +150,103 @@ impl Default for RetryConfig {
     }
 }
 
-/// TLS use for PostgreSQL connections (libpq `sslmode` subset).
+/// TLS use for PostgreSQL connections (libpq `sslmode` semantics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum TlsMode {
     /// Never use TLS.
     Disable,
-    /// Use TLS when the server offers it.
+    /// Use TLS when the server offers it, plain otherwise (no certificate check).
     Prefer,
-    /// Fail unless TLS is used.
+    /// Fail unless TLS is used; the certificate chain is checked only when `ca_file` is set.
     Require,
+    /// TLS with the certificate chain checked against `ca_file` (or the public web roots); any host name.
+    #[serde(alias = "verify_ca")]
+    VerifyCa,
+    /// TLS with the certificate chain and the host name checked.
+    #[serde(alias = "verify_full")]
+    VerifyFull,
+}
+
+impl TlsMode {
+    /// The name as written in `pipeline.yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::Require => "require",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// TLS of a PostgreSQL/TimescaleDB destination. Written either as a mode alone (`tls: require`) or
+/// as a block (`tls: {mode: verify-full, ca_file: /etc/cdc/pg-ca.pem}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PgTlsConfig {
+    /// `disable`, `prefer`, `require`, `verify-ca` or `verify-full` (libpq `sslmode` semantics).
+    pub mode: TlsMode,
+    /// PEM file of the CA certificate(s) that signed the server's certificate. With `require` it
+    /// turns on the chain check (as libpq does with a root certificate); unset = the public web
+    /// roots for `verify-ca`/`verify-full`, no check for `require`.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for PgTlsConfig {
+    fn default() -> Self {
+        PgTlsConfig {
+            mode: TlsMode::Prefer,
+            ca_file: None,
+        }
+    }
+}
+
+impl From<TlsMode> for PgTlsConfig {
+    fn from(mode: TlsMode) -> Self {
+        PgTlsConfig {
+            mode,
+            ca_file: None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PgTlsConfig {
+    fn deserialize<De: serde::Deserializer<'de>>(deserializer: De) -> Result<Self, De::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Block {
+            #[serde(default = "default_tls_mode")]
+            mode: TlsMode,
+            #[serde(default)]
+            ca_file: Option<PathBuf>,
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = PgTlsConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a TLS mode (disable, prefer, require, verify-ca, verify-full) or a block {mode, ca_file}",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PgTlsConfig, E> {
+                use serde::de::IntoDeserializer;
+                let mode = TlsMode::deserialize(v.into_deserializer())?;
+                Ok(mode.into())
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                map: M,
+            ) -> Result<PgTlsConfig, M::Error> {
+                let b = Block::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(PgTlsConfig {
+                    mode: b.mode,
+                    ca_file: b.ca_file,
+                })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// PostgreSQL destination.
@@ -171,9 +267,9 @@ pub struct PostgresDestinationConfig {
     /// Server-side `statement_timeout`, in milliseconds.
     #[serde(default = "default_statement_timeout_ms")]
     pub statement_timeout_ms: u64,
-    /// TLS mode: `disable`, `prefer` or `require`.
-    #[serde(default = "default_tls")]
-    pub tls: TlsMode,
+    /// TLS: a mode (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`) or `{mode, ca_file}`.
+    #[serde(default)]
+    pub tls: PgTlsConfig,
     /// How long delete markers are kept before purge (like `gc_grace_seconds`), in seconds.
     #[serde(default = "default_tombstone_grace_secs")]
     pub tombstone_grace_secs: u64,
@@ -202,9 +298,9 @@ pub struct TimescaleDestinationConfig {
     /// Server-side `statement_timeout`, in milliseconds.
     #[serde(default = "default_statement_timeout_ms")]
     pub statement_timeout_ms: u64,
-    /// TLS mode: `disable`, `prefer` or `require`.
-    #[serde(default = "default_tls")]
-    pub tls: TlsMode,
+    /// TLS: a mode (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`) or `{mode, ca_file}`.
+    #[serde(default)]
+    pub tls: PgTlsConfig,
     /// How long delete markers are kept before purge (like `gc_grace_seconds`), in seconds.
     #[serde(default = "default_tombstone_grace_secs")]
     pub tombstone_grace_secs: u64,
@@ -214,7 +310,9 @@ pub struct TimescaleDestinationConfig {
     /// Retention policy on `<table>_changes` hypertables, in seconds; unset = keep forever.
     #[serde(default)]
     pub retention_secs: Option<u64>,
-    /// Time column per table (`keyspace.table` → column) that makes its current-state table a hypertable.
+    /// Time column per table (`keyspace.table` → column) that makes its current-state table a hypertable;
+    /// a partition or clustering key column of type `timestamp` or `date` (checked when the table is first
+    /// written, since only then is its schema known).
     #[serde(default)]
     pub time_columns: BTreeMap<String, String>,
 }
@@ -268,7 +366,7 @@ fn default_connect_timeout_ms() -> u64 {
 fn default_statement_timeout_ms() -> u64 {
     30_000
 }
-fn default_tls() -> TlsMode {
+fn default_tls_mode() -> TlsMode {
     TlsMode::Prefer
 }
 fn default_tombstone_grace_secs() -> u64 {
@@ -296,6 +394,7 @@ struct PgCommon<'a> {
     connect_timeout_ms: u64,
     statement_timeout_ms: u64,
     tombstone_grace_secs: u64,
+    tls: &'a PgTlsConfig,
 }
 
 impl PgCommon<'_> {
@@ -331,6 +430,23 @@ impl PgCommon<'_> {
             0,
             10 * 365 * 86_400,
         );
+        let tls = key(prefix, "tls");
+        if let Some(ca) = &self.tls.ca_file {
+            if !ca.is_absolute() {
+                v.fail(
+                    key(&tls, "ca_file"),
+                    "an absolute path to a PEM file",
+                    format!("{:?}", ca.display().to_string()),
+                );
+            }
+            if matches!(self.tls.mode, TlsMode::Disable | TlsMode::Prefer) {
+                v.fail(
+                    key(&tls, "ca_file"),
+                    "unset unless tls.mode is require, verify-ca or verify-full",
+                    format!("a CA file with mode {}", self.tls.mode.as_str()),
+                );
+            }
+        }
     }
 }
 
@@ -342,6 +458,7 @@ impl ValidateDestination for PostgresDestinationConfig {
             connect_timeout_ms: self.connect_timeout_ms,
             statement_timeout_ms: self.statement_timeout_ms,
             tombstone_grace_secs: self.tombstone_grace_secs,
+            tls: &self.tls,
         }
         .validate(v, prefix, parallelism);
     }
@@ -355,6 +472,7 @@ impl ValidateDestination for TimescaleDestinationConfig {
             connect_timeout_ms: self.connect_timeout_ms,
             statement_timeout_ms: self.statement_timeout_ms,
             tombstone_grace_secs: self.tombstone_grace_secs,
+            tls: &self.tls,
         }
         .validate(v, prefix, parallelism);
         v.int_range(

@@ -556,3 +556,57 @@ async fn vault_unreachable_is_retriable_and_unconfigured_is_fatal() {
     assert!(err.to_string().contains("VAULT_TOKEN"), "{err}");
     assert_eq!(err.class(), ErrorClass::Fatal);
 }
+
+// ---------- PostgreSQL/TimescaleDB TLS ----------
+
+#[test]
+fn pg_tls_is_a_mode_or_a_block_and_errors_name_the_key() {
+    use cdc_config::TlsMode;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let load = |extra: &str, vars: &[(&str, &str)]| {
+        let path = write_config(&dir, &format!("{PG_SINK}{extra}"));
+        load_with_env(&path, env(vars)).map(|c| c.sinks.postgres.expect("postgres").destination.tls)
+    };
+    let tls = load("", &[]).expect("default");
+    assert_eq!((tls.mode, tls.ca_file), (TlsMode::Prefer, None));
+    let tls = load("      tls: require\n", &[]).expect("mode alone");
+    assert_eq!((tls.mode, tls.ca_file), (TlsMode::Require, None));
+    let tls = load(
+        "      tls:\n        mode: verify-full\n        ca_file: /etc/cdc/pg-ca.pem\n",
+        &[],
+    )
+    .expect("block");
+    assert_eq!(tls.mode, TlsMode::VerifyFull);
+    assert_eq!(tls.ca_file, Some(PathBuf::from("/etc/cdc/pg-ca.pem")));
+    let tls = load(
+        "      tls: {ca_file: /etc/cdc/pg-ca.pem, mode: verify-ca}\n",
+        &[("CDC__SINKS__POSTGRES__DESTINATION__TLS__MODE", "require")],
+    )
+    .expect("env override of the mode in a block");
+    assert_eq!(tls.mode, TlsMode::Require);
+    let tls = load("", &[("CDC__SINKS__POSTGRES__DESTINATION__TLS", "disable")])
+        .expect("env override of the mode alone");
+    assert_eq!(tls.mode, TlsMode::Disable);
+
+    for (extra, needle) in [
+        (
+            "      tls: verify_everything\n",
+            "sinks.postgres.destination.tls",
+        ),
+        ("      tls: {mode: require, ca_flie: /x.pem}\n", "ca_flie"),
+        (
+            "      tls: {mode: verify-full, ca_file: certs/ca.pem}\n",
+            "sinks.postgres.destination.tls.ca_file: expected an absolute path to a PEM file",
+        ),
+        (
+            "      tls: {mode: prefer, ca_file: /etc/cdc/pg-ca.pem}\n",
+            "sinks.postgres.destination.tls.ca_file: expected unset unless tls.mode is require, verify-ca or verify-full",
+        ),
+    ] {
+        let err = load(extra, &[]).expect_err(extra);
+        assert!(err.to_string().contains(needle), "{extra}: {err}");
+        assert_eq!(err.class(), ErrorClass::Fatal);
+    }
+    let err = load("      tls: verify_everything\n", &[]).expect_err("bad mode");
+    assert!(err.to_string().contains("verify-full"), "{err}");
+}

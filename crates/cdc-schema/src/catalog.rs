@@ -73,6 +73,8 @@ pub struct SchemaCatalog {
     session: Session,
     history: Arc<SchemaHistory>,
     keyspace_filter: KeyspaceFilter,
+    /// `system.local.schema_version` read just before the last refresh (`None` before the first).
+    seen_version: std::sync::Mutex<Option<Uuid>>,
 }
 
 impl std::fmt::Debug for SchemaCatalog {
@@ -121,6 +123,7 @@ impl SchemaCatalog {
             session,
             history: Arc::new(SchemaHistory::new()),
             keyspace_filter: Arc::clone(&settings.keyspace_filter),
+            seen_version: std::sync::Mutex::new(None),
         })
     }
 
@@ -262,7 +265,13 @@ impl SchemaCatalog {
     /// Reads `system_schema` and records new tables and versions. Tables whose rows cannot be
     /// interpreted are logged and left out (their mutations are then skipped as unknown).
     pub async fn refresh(&self) -> Result<ApplyReport, Error> {
+        // Read before the tables: a change landing between the two reads makes the next
+        // `refresh_if_changed` refresh again instead of being missed.
+        let version = self.schema_version().await?;
         let raw = self.fetch().await?;
+        if let Ok(mut seen) = self.seen_version.lock() {
+            *seen = Some(version);
+        }
         let (tables, errors) = build_tables(&raw);
         for e in &errors {
             tracing::warn!(error = %e, error_class = e.class().as_str(), "Table schema skipped");
@@ -276,6 +285,35 @@ impl SchemaCatalog {
             );
         }
         Ok(report)
+    }
+
+    /// `system.local.schema_version`: changes with every schema change the node has applied.
+    pub async fn schema_version(&self) -> Result<Uuid, Error> {
+        let rows: Vec<(Option<Uuid>,)> = self
+            .rows("system.local", "SELECT schema_version FROM system.local")
+            .await?;
+        rows.into_iter()
+            .next()
+            .and_then(|r| r.0)
+            .ok_or_else(|| Error::Query {
+                what: "system.local",
+                reason: "no schema_version".into(),
+            })
+    }
+
+    /// Refreshes when the node's schema version differs from the one seen at the last refresh;
+    /// `Ok(None)` when nothing changed. Capture calls it after each `_cdc.idx` read, before
+    /// decoding up to that offset: every mutation below the offset was written before the call,
+    /// so under the schema this makes current — a column dropped and re-added with another type
+    /// (same name, so no unknown column tells) is decoded with its new type, not the stale one.
+    pub async fn refresh_if_changed(&self) -> Result<Option<ApplyReport>, Error> {
+        let now = self.schema_version().await?;
+        let seen = self.seen_version.lock().ok().and_then(|s| *s);
+        if seen == Some(now) {
+            return Ok(None);
+        }
+        tracing::info!(schema_version = %now, "Cassandra schema version changed; refreshing");
+        self.refresh().await.map(Some)
     }
 
     /// `system.local.host_id` of the node the session asks. With several contact points that is any

@@ -14,9 +14,10 @@ pub enum Error {
         #[source]
         source: tokio_postgres::Error,
     },
-    /// No pooled connection could be had.
-    #[error("PostgreSQL connection pool: {source}")]
+    /// No pooled connection could be had (names the destination: `postgres`, `timescaledb`).
+    #[error("destination {destination}: PostgreSQL connection pool: {source}")]
     Pool {
+        destination: String,
         #[source]
         source: deadpool_postgres::PoolError,
     },
@@ -134,7 +135,7 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::Postgres { source, .. } => classify_postgres(source),
-            Error::Pool { source } => match source {
+            Error::Pool { source, .. } => match source {
                 deadpool_postgres::PoolError::Backend(e) => classify_postgres(e),
                 deadpool_postgres::PoolError::Timeout(_) | deadpool_postgres::PoolError::Closed => {
                     ErrorClass::Retriable

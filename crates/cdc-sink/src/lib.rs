@@ -14,6 +14,7 @@ pub use destination::{
 };
 pub mod envelope;
 pub mod error;
+pub mod evolution;
 pub mod postgres;
 pub mod timescaledb;
 

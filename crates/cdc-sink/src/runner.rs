@@ -26,7 +26,7 @@
 //!   without touching offsets (convergent apply makes a repeat harmless).
 //! - **tuning** (batch limits, retry policy) is read at each use, so a reload applies at once.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -252,7 +252,7 @@ impl RunnerConfig {
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
             drain_timeout: Duration::from_secs(30),
-            backlog_interval: Duration::from_secs(10),
+            backlog_interval: Duration::from_secs(2),
         }
     }
 }
@@ -327,6 +327,50 @@ fn now_micros() -> i64 {
 
 /// An error and its sources as one line, for logs and dead letters. A database's `DETAIL:` line
 /// is withheld: PostgreSQL quotes row values there (`Failing row contains (…)`).
+/// `sink.write_batch`, one per event of `batch` whose change is traced (a sampled `traceparent`
+/// header from the masker): a child of the masker's span, so the change's trace runs capture →
+/// masker → this sink. Destination, table, rows and the Kafka position only, never values. Empty
+/// without trace export.
+fn write_spans(destination: &str, batch: &TableBatch, raws: &[RawMessage]) -> Vec<tracing::Span> {
+    if !cdc_telemetry::propagation::exporting() {
+        return Vec::new();
+    }
+    let system = match destination {
+        "postgres" | "timescaledb" => "postgresql",
+        other => other,
+    };
+    let table = format!("{}.{}", batch.shape.keyspace, batch.shape.table);
+    let rows = batch.events.len();
+    batch
+        .events
+        .iter()
+        .zip(raws)
+        .filter(|(_, raw)| cdc_telemetry::propagation::sampled_parent(&raw.headers).is_some())
+        .map(|(be, raw)| {
+            let span = tracing::info_span!(
+                parent: None,
+                "sink.write_batch",
+                otel.kind = "consumer",
+                destination,
+                db.system.name = system,
+                db.collection.name = table.as_str(),
+                db.operation.name = "write_batch",
+                db.operation.batch.size = rows,
+                messaging.system = "kafka",
+                messaging.source.name = be.source.topic.as_str(),
+                messaging.destination.partition.id = be.source.partition,
+                messaging.kafka.offset = be.source.offset,
+                table = table.as_str(),
+                rows,
+                op = be.event.op.as_str(),
+                correlation_id = be.event.correlation_id.as_str(),
+            );
+            cdc_telemetry::propagation::set_span_parent(&span, &raw.headers);
+            span
+        })
+        .collect()
+}
+
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     cdc_admin::dead_letters::redact_error(&cdc_kafka::error_chain(e))
 }
@@ -457,6 +501,24 @@ impl<D: Destination> SinkRunner<D> {
                 source,
             })?;
         self.health.set_up(HEALTH_KAFKA);
+        // The backlog gauge is refreshed by a task of its own, so it keeps growing while the
+        // driver waits for a down destination.
+        let positions = Positions::default();
+        let backlog_cancel = cancel.child_token();
+        let backlog_task = match TopicAdmin::new(&self.kafka, Duration::from_secs(15)) {
+            Ok(backlog_admin) => Some(tokio::spawn(backlog_loop(
+                backlog_admin,
+                positions.clone(),
+                self.metrics.clone(),
+                Arc::clone(&self.shared),
+                self.config.backlog_interval,
+                backlog_cancel.clone(),
+            ))),
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "No admin client for the backlog gauge; it stays at its last value");
+                None
+            }
+        };
         let commands = self
             .commands
             .lock()
@@ -470,10 +532,14 @@ impl<D: Destination> SinkRunner<D> {
             dlq,
             admin,
             pending: HashMap::new(),
-            positions: BTreeMap::new(),
+            positions,
             commands,
         };
         let result = worker.run_loop(&mut rebalances, &cancel).await;
+        backlog_cancel.cancel();
+        if let Some(task) = backlog_task {
+            let _ = task.await;
+        }
         self.health.set_shutting_down();
         let drained = worker.drain().await;
         let Worker {
@@ -568,6 +634,90 @@ impl<D: Destination> SinkRunner<D> {
     }
 }
 
+/// The next offset stored in the destination per partition, shared by the driver (which writes
+/// it) and the backlog task (which reads it).
+#[derive(Debug, Clone, Default)]
+struct Positions(Arc<std::sync::Mutex<BTreeMap<TopicPartition, i64>>>);
+
+impl Positions {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<TopicPartition, i64>> {
+        // Single inserts and removes: a panic while holding the lock leaves the map usable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&mut self, tp: TopicPartition, next_offset: i64) {
+        self.map().insert(tp, next_offset);
+    }
+
+    fn remove(&mut self, tp: &TopicPartition) {
+        self.map().remove(tp);
+    }
+}
+
+/// Backlog (high watermark − stored offset) per partition number, summed over the topics.
+fn backlog_by_partition(
+    positions: &BTreeMap<TopicPartition, i64>,
+    marks: &[(String, i32, i64)],
+) -> BTreeMap<i32, i64> {
+    let mut out = BTreeMap::new();
+    for (topic, partition, high) in marks {
+        let tp = TopicPartition::new(topic.clone(), *partition);
+        if let Some(pos) = positions.get(&tp) {
+            *out.entry(*partition).or_default() += (high - pos).max(0);
+        }
+    }
+    out
+}
+
+/// Refreshes `cdc_sink_backlog_events{partition}` and the status backlog every `interval` until
+/// cancelled. A topic whose watermarks cannot be read keeps the previous values.
+async fn backlog_loop(
+    admin: TopicAdmin,
+    positions: Positions,
+    metrics: SinkMetrics,
+    shared: Arc<Shared>,
+    interval: Duration,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut exported: BTreeSet<i32> = BTreeSet::new();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let snapshot = positions.map().clone();
+        let topics: BTreeSet<&str> = snapshot.keys().map(|tp| tp.topic.as_str()).collect();
+        let mut marks = Vec::new();
+        for topic in topics {
+            match admin.high_watermarks(topic).await {
+                Ok(ws) => marks.extend(
+                    ws.into_iter()
+                        .map(|w| (topic.to_owned(), w.partition, w.high)),
+                ),
+                Err(e) => {
+                    tracing::debug!(topic = %topic, error = %chain(&e), "Reading high watermarks failed");
+                }
+            }
+        }
+        let by_partition = backlog_by_partition(&snapshot, &marks);
+        // Partitions no longer assigned here read 0 rather than their last value.
+        for partition in exported.difference(&by_partition.keys().copied().collect()) {
+            metrics.backlog_events(*partition).set(0);
+        }
+        for (partition, behind) in &by_partition {
+            metrics.backlog_events(*partition).set(*behind);
+        }
+        exported.extend(by_partition.keys().copied());
+        let total: i64 = by_partition.values().sum();
+        shared
+            .backlog
+            .store(u64::try_from(total).unwrap_or(0), Ordering::Relaxed);
+    }
+    let _ = admin.close().await;
+}
+
 /// Per-run state of the driver.
 struct Worker<'r, D: Destination> {
     runner: &'r SinkRunner<D>,
@@ -576,7 +726,7 @@ struct Worker<'r, D: Destination> {
     admin: TopicAdmin,
     pending: HashMap<String, Pending>,
     /// Next offset stored in the destination per partition (for the backlog gauge).
-    positions: BTreeMap<TopicPartition, i64>,
+    positions: Positions,
     commands: mpsc::Receiver<Queued>,
 }
 
@@ -584,7 +734,6 @@ enum Step {
     Cancelled,
     Rebalance(Option<RebalanceEvent>),
     Linger,
-    Backlog,
     Command(Option<Queued>),
     Message(Result<InboundMessage, cdc_kafka::Error>),
 }
@@ -595,7 +744,6 @@ impl<D: Destination> Worker<'_, D> {
         rebalances: &mut cdc_kafka::RebalanceEvents,
         cancel: &CancellationToken,
     ) -> Result<(), Error> {
-        let mut backlog_tick = tokio::time::interval(self.runner.config.backlog_interval);
         loop {
             // Read each turn: a reload may change it.
             let linger = Duration::from_millis(self.runner.batch_config().linger_ms);
@@ -610,7 +758,6 @@ impl<D: Destination> Worker<'_, D> {
                         None => std::future::pending().await,
                     }
                 } => Step::Linger,
-                _ = backlog_tick.tick() => Step::Backlog,
                 c = self.commands.recv() => Step::Command(c),
                 m = self.consumer.recv() => Step::Message(m),
             };
@@ -630,7 +777,6 @@ impl<D: Destination> Worker<'_, D> {
                         self.flush(&topic, cancel).await?;
                     }
                 }
-                Step::Backlog => self.refresh_backlog().await,
                 Step::Command(None) => {}
                 Step::Command(Some((deadline, c))) => {
                     // The caller gave up: do nothing it would not know about.
@@ -683,6 +829,7 @@ impl<D: Destination> Worker<'_, D> {
     ) -> Result<(), Error> {
         match ev {
             RebalanceEvent::Assigned { partitions, .. } => {
+                self.runner.metrics.kafka.rebalances.inc();
                 if partitions.is_empty() {
                     return Ok(());
                 }
@@ -1259,6 +1406,8 @@ impl<D: Destination> Worker<'_, D> {
             events: p.events,
             next_offsets,
         };
+        // Closed when this flush returns: the batch is written and its offsets stored.
+        let _spans = write_spans(self.runner.destination.name(), &batch, &p.raws);
         if !batch.events.is_empty() {
             let dest = Arc::clone(&self.runner.destination);
             loop {
@@ -1488,39 +1637,46 @@ impl<D: Destination> Worker<'_, D> {
         if let Some(wt) = newest {
             m.lag_seconds.set(((now - wt).max(0)) as f64 / 1e6);
         }
-    }
-
-    async fn refresh_backlog(&mut self) {
-        let topics: Vec<String> = {
-            let mut t: Vec<String> = self.positions.keys().map(|tp| tp.topic.clone()).collect();
-            t.dedup();
-            t
-        };
-        let mut total = 0u64;
-        for topic in topics {
-            match self.runner_admin_watermarks(&topic).await {
-                Ok(marks) => {
-                    for w in marks {
-                        let tp = TopicPartition::new(topic.clone(), w.partition);
-                        if let Some(pos) = self.positions.get(&tp) {
-                            let behind = (w.high - pos).max(0);
-                            total += u64::try_from(behind).unwrap_or(0);
-                            self.runner.metrics.backlog_events(w.partition).set(behind);
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(topic = %topic, error = %chain(&e), "Reading high watermarks failed")
-                }
-            }
+        // FR-018: one info line per write — where from and how much, never values.
+        if let (Some(first), Some(last)) = (batch.events.first(), batch.events.last()) {
+            let offsets: Vec<String> = batch
+                .next_offsets
+                .iter()
+                .map(|o| format!("{}:{}", o.partition, o.next_offset))
+                .collect();
+            tracing::info!(
+                destination = self.runner.destination.name(),
+                table = %table,
+                topic = %first.source.topic,
+                rows = batch.events.len(),
+                bytes,
+                next_offsets = %offsets.join(","),
+                first_correlation_id = %first.event.correlation_id,
+                last_correlation_id = %last.event.correlation_id,
+                took_ms = took.as_millis() as u64,
+                "Batch written"
+            );
         }
-        self.runner.shared.backlog.store(total, Ordering::Relaxed);
     }
+}
 
-    async fn runner_admin_watermarks(
-        &self,
-        topic: &str,
-    ) -> Result<Vec<cdc_kafka::PartitionWatermarks>, cdc_kafka::Error> {
-        self.admin.high_watermarks(topic).await
+#[cfg(test)]
+mod backlog_tests {
+    use super::*;
+
+    #[test]
+    fn backlog_sums_topics_per_partition_and_ignores_unassigned_ones() {
+        let mut positions = BTreeMap::new();
+        positions.insert(TopicPartition::new("cdc.masked.ks.a", 0), 10);
+        positions.insert(TopicPartition::new("cdc.masked.ks.b", 0), 5);
+        positions.insert(TopicPartition::new("cdc.masked.ks.a", 1), 7);
+        let marks = vec![
+            ("cdc.masked.ks.a".to_owned(), 0, 12),
+            ("cdc.masked.ks.b".to_owned(), 0, 9),
+            ("cdc.masked.ks.a".to_owned(), 1, 3), // behind a stored offset: never negative
+            ("cdc.masked.ks.a".to_owned(), 2, 50), // not assigned here
+        ];
+        let got = backlog_by_partition(&positions, &marks);
+        assert_eq!(got, BTreeMap::from([(0, 2 + 4), (1, 0)]));
     }
 }

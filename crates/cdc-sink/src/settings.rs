@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use cdc_config::{
-    DestinationKind, KafkaConfig, PostgresDestinationConfig, SecretResolver, SinkConfig,
-    TimescaleDestinationConfig,
+    DestinationKind, KafkaConfig, PostgresDestinationConfig, RefreshingSecret, SecretResolver,
+    SinkConfig, TimescaleDestinationConfig,
 };
 use cdc_kafka::ConsumerSettings;
 
@@ -104,48 +104,112 @@ fn secret_error(what: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// PostgreSQL settings (resolves the URL secret).
+/// The settings PostgreSQL and TimescaleDB share.
+#[allow(clippy::too_many_arguments)]
+async fn pg_settings(
+    key: &str,
+    url: &cdc_config::SecretRef,
+    database: &str,
+    pool_size: u32,
+    connect_timeout_ms: u64,
+    statement_timeout_ms: u64,
+    tls: &cdc_config::PgTlsConfig,
+    secrets: &SecretResolver,
+    refresh: Option<Duration>,
+) -> Result<PgSettings, Error> {
+    let url_key = format!("{key}.url");
+    let (value, source) = match refresh {
+        Some(interval) if url.can_change() => {
+            let source = RefreshingSecret::start(url.clone(), secrets.clone(), Some(interval))
+                .await
+                .map_err(|e| secret_error(&url_key, e))?;
+            (source.current(), Some(source))
+        }
+        _ => (
+            url.resolve_with(secrets)
+                .await
+                .map_err(|e| secret_error(&url_key, e))?,
+            None,
+        ),
+    };
+    let mut s = PgSettings::new(value);
+    s.database = Some(database.to_owned());
+    s.pool_size = pool_size as usize;
+    s.connect_timeout_ms = connect_timeout_ms;
+    s.statement_timeout_ms = statement_timeout_ms;
+    s.tls = tls.clone();
+    s.url_source = source;
+    s.config_key = key.to_owned();
+    Ok(s)
+}
+
+/// PostgreSQL settings (resolves the URL secret once).
 pub async fn postgres_settings(
     d: &PostgresDestinationConfig,
     secrets: &SecretResolver,
 ) -> Result<PgSettings, Error> {
-    let url = d
-        .url
-        .resolve_with(secrets)
-        .await
-        .map_err(|e| secret_error("sinks.postgres.destination.url", e))?;
-    let mut s = PgSettings::new(url);
-    s.database = Some(d.database.clone());
-    s.pool_size = d.pool_size as usize;
-    s.connect_timeout_ms = d.connect_timeout_ms;
-    s.statement_timeout_ms = d.statement_timeout_ms;
-    s.tls = d.tls;
-    Ok(s)
+    postgres_settings_refreshing(d, secrets, None).await
 }
 
-/// TimescaleDB settings (resolves the URL secret) and hypertable options.
+/// PostgreSQL settings whose URL follows rotation: with `refresh` set (use
+/// `config.secrets.refresh_interval()`) and a `file:`/`vault:` URL, the URL is re-read on that
+/// period and every new pool connection uses its current value.
+pub async fn postgres_settings_refreshing(
+    d: &PostgresDestinationConfig,
+    secrets: &SecretResolver,
+    refresh: Option<Duration>,
+) -> Result<PgSettings, Error> {
+    pg_settings(
+        "sinks.postgres.destination",
+        &d.url,
+        &d.database,
+        d.pool_size,
+        d.connect_timeout_ms,
+        d.statement_timeout_ms,
+        &d.tls,
+        secrets,
+        refresh,
+    )
+    .await
+}
+
+/// TimescaleDB settings (resolves the URL secret once) and hypertable options.
 pub async fn timescale_settings(
     d: &TimescaleDestinationConfig,
     secrets: &SecretResolver,
 ) -> Result<(PgSettings, TimescaleOptions), Error> {
-    let url = d
-        .url
-        .resolve_with(secrets)
-        .await
-        .map_err(|e| secret_error("sinks.timescaledb.destination.url", e))?;
-    let mut s = PgSettings::new(url);
-    s.database = Some(d.database.clone());
-    s.pool_size = d.pool_size as usize;
-    s.connect_timeout_ms = d.connect_timeout_ms;
-    s.statement_timeout_ms = d.statement_timeout_ms;
-    s.tls = d.tls;
-    Ok((
-        s,
-        TimescaleOptions {
-            chunk_interval_secs: d.chunk_interval_secs,
-            retention_secs: d.retention_secs,
-        },
-    ))
+    timescale_settings_refreshing(d, secrets, None).await
+}
+
+/// TimescaleDB settings with the URL following rotation (see
+/// [`postgres_settings_refreshing`]) and hypertable options.
+pub async fn timescale_settings_refreshing(
+    d: &TimescaleDestinationConfig,
+    secrets: &SecretResolver,
+    refresh: Option<Duration>,
+) -> Result<(PgSettings, TimescaleOptions), Error> {
+    let s = pg_settings(
+        "sinks.timescaledb.destination",
+        &d.url,
+        &d.database,
+        d.pool_size,
+        d.connect_timeout_ms,
+        d.statement_timeout_ms,
+        &d.tls,
+        secrets,
+        refresh,
+    )
+    .await?;
+    Ok((s, timescale_options(d)))
+}
+
+/// The hypertable options of a TimescaleDB block.
+pub fn timescale_options(d: &TimescaleDestinationConfig) -> TimescaleOptions {
+    TimescaleOptions {
+        chunk_interval_secs: d.chunk_interval_secs,
+        retention_secs: d.retention_secs,
+        time_columns: d.time_columns.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -194,5 +258,64 @@ mod tests {
             vec!["sinks.postgres.batch.max_rows: 7 -> 8".to_owned()]
         );
         assert!(tuning_changes("postgres", &a, &a).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_file_url_follows_rotation_when_refresh_is_on() {
+        use cdc_config::ExposeSecret;
+        let dir = std::env::temp_dir().join(format!(
+            "cdc-sink-settings-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.join("url");
+        std::fs::write(&file, "postgres://fake:pw1@127.0.0.1:1/db\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let yaml = format!(
+            "sinks:\n  timescaledb:\n    destination:\n      url: file:{}\n      tls: {{mode: require}}\n      time_columns: {{ks.t: ts}}\n",
+            file.display()
+        );
+        let config: PipelineConfig =
+            cdc_config::load_str("test.yaml", &yaml, Vec::<(String, String)>::new())
+                .unwrap_or_else(|e| panic!("config: {e}"));
+        let Some(ts) = &config.sinks.timescaledb else {
+            panic!("timescaledb block parsed");
+        };
+        let resolver = SecretResolver::from_env();
+
+        // Refresh off: resolved once, nothing follows the file.
+        let (fixed, options) = timescale_settings(&ts.destination, &resolver)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(fixed.url_source.is_none());
+        assert_eq!(fixed.config_key, "sinks.timescaledb.destination");
+        assert_eq!(fixed.tls.mode, cdc_config::TlsMode::Require);
+        assert_eq!(
+            options.time_columns.get("ks.t").map(String::as_str),
+            Some("ts")
+        );
+
+        // Refresh on: the settings' source sees the rotated file.
+        let (s, _) = timescale_settings_refreshing(
+            &ts.destination,
+            &resolver,
+            Some(Duration::from_millis(50)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let source = s.url_source.clone().unwrap_or_else(|| panic!("refreshing"));
+        assert_eq!(s.url.expose_secret(), "postgres://fake:pw1@127.0.0.1:1/db");
+        let mut changes = source.subscribe();
+        std::fs::write(&file, "postgres://fake:pw2@127.0.0.1:1/db\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::timeout(Duration::from_secs(5), changes.changed())
+            .await
+            .unwrap_or_else(|_| panic!("rotation seen within 5 s"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            source.current().expose_secret(),
+            "postgres://fake:pw2@127.0.0.1:1/db"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

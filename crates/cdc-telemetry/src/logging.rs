@@ -10,16 +10,17 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber, span};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry};
 
 use crate::error::Error;
 
@@ -51,7 +52,8 @@ impl Drop for TelemetryGuard {
 
 /// Installs the global subscriber for `service_name` (overridden by `telemetry.service_name`).
 ///
-/// The filter is `RUST_LOG` when set, else `telemetry.log_level`. With `telemetry.otlp_endpoint`
+/// The log filter is `RUST_LOG` when set, else `telemetry.log_level`; it filters log lines only
+/// (traces keep every INFO span). With `telemetry.otlp_endpoint`
 /// set, spans are exported over OTLP/gRPC and the W3C trace-context propagator becomes the global
 /// one; this needs a Tokio runtime, so call it inside one.
 pub fn init(service_name: &str, config: &TelemetryConfig) -> Result<TelemetryGuard, Error> {
@@ -69,30 +71,58 @@ pub fn init(service_name: &str, config: &TelemetryConfig) -> Result<TelemetryGua
         )?),
         None => None,
     };
-    let otel_layer = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service.clone())));
-    let json = (config.log_format == LogFormat::Json)
-        .then(|| JsonLayer::new(service.clone(), std::io::stdout));
-    let pretty = (config.log_format == LogFormat::Pretty).then(|| {
-        tracing_subscriber::fmt::layer()
-            .pretty()
-            .with_writer(std::io::stdout)
-    });
-
+    let tracer = provider.as_ref().map(|p| p.tracer(service.clone()));
+    let layers = layers(&service, config.log_format, filter, tracer, std::io::stdout);
     tracing_subscriber::registry()
-        .with(filter)
-        .with(otel_layer)
-        .with(json)
-        .with(pretty)
+        .with(layers)
         .try_init()
         .map_err(Error::SubscriberAlreadySet)?;
 
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     if let Some(p) = &provider {
         opentelemetry::global::set_tracer_provider(p.clone());
+        crate::propagation::set_exporting(true);
     }
     Ok(TelemetryGuard { provider })
+}
+
+/// The log layer (`format`, filtered by `filter`) and, with a tracer, the OTLP layer. Each layer
+/// filters for itself: the log filter applies to log lines only, so a quieter
+/// `telemetry.log_level` (e.g. `warn`) does not drop the stages' INFO spans from traces.
+fn layers<W>(
+    service: &str,
+    format: LogFormat,
+    filter: EnvFilter,
+    tracer: Option<SdkTracer>,
+    make_writer: W,
+) -> Vec<Box<dyn Layer<Registry> + Send + Sync>>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
+    match format {
+        LogFormat::Json => layers.push(
+            JsonLayer::new(service, make_writer)
+                .with_filter(filter)
+                .boxed(),
+        ),
+        LogFormat::Pretty => layers.push(
+            tracing_subscriber::fmt::layer()
+                .pretty()
+                .with_writer(make_writer)
+                .with_filter(filter)
+                .boxed(),
+        ),
+    }
+    if let Some(tracer) = tracer {
+        layers.push(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(LevelFilter::INFO)
+                .boxed(),
+        );
+    }
+    layers
 }
 
 /// `RUST_LOG` wins over the configured level.
@@ -126,16 +156,20 @@ fn otlp_provider(
         })?;
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        // Continue traces started upstream (capture → masker → sink) whatever the local ratio.
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            sample_ratio,
-        ))))
+        .with_sampler(sampler(sample_ratio))
         .with_resource(
             Resource::builder()
                 .with_service_name(service.to_owned())
                 .build(),
         )
         .build())
+}
+
+/// `telemetry.trace_sample_ratio` of new traces (a capture reading a change starts one); a span
+/// continuing a trace from Kafka headers (masker, sinks) follows its parent's decision, so a
+/// change is traced through every stage or not at all.
+pub fn sampler(sample_ratio: f64) -> Sampler {
+    Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(sample_ratio)))
 }
 
 /// Fields recorded on a span, kept in the span's extensions for the JSON layer.
@@ -359,6 +393,32 @@ mod tests {
         );
         let ts = l["timestamp"].as_str().expect("timestamp");
         assert!(time::OffsetDateTime::parse(ts, &Rfc3339).is_ok(), "{ts}");
+    }
+
+    #[test]
+    fn a_quiet_log_level_keeps_info_spans_in_traces() {
+        use opentelemetry::trace::TraceContextExt as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+        let buffer = Buffer::default();
+        let provider = SdkTracerProvider::builder().build();
+        let layers = layers(
+            "sink-postgres",
+            LogFormat::Json,
+            EnvFilter::new("warn"),
+            Some(provider.tracer("test")),
+            buffer.clone(),
+        );
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layers), || {
+            let span = tracing::info_span!("sink.write_batch", destination = "postgres");
+            assert!(span.context().span().span_context().is_valid());
+            let _g = span.enter();
+            tracing::info!("not logged at warn");
+            tracing::warn!("logged");
+        });
+        let lines = lines(&buffer);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["message"], "logged");
     }
 
     #[test]

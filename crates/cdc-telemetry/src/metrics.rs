@@ -35,6 +35,9 @@ pub mod names {
     pub const CAPTURE_PARSE_ERRORS_TOTAL: &str = "cdc_capture_parse_errors_total";
     /// Kafka transactions, by `result` (`committed`, `aborted`).
     pub const CAPTURE_TRANSACTIONS_TOTAL: &str = "cdc_capture_transactions_total";
+    /// Capture errors, by `error_class` (skipped mutations: `poison`; failed transactions:
+    /// their class).
+    pub const CAPTURE_ERRORS_TOTAL: &str = "cdc_capture_errors_total";
 
     // masker
     /// Events processed, by `table` and `result` (`masked`, `dlq`).
@@ -53,6 +56,9 @@ pub mod names {
     pub const MASKER_BACKLOG_EVENTS: &str = "cdc_masker_backlog_events";
     /// Now minus the source writetime of the newest masked event.
     pub const MASKER_LAG_SECONDS: &str = "cdc_masker_lag_seconds";
+    /// Masker errors, by `error_class` (dead-lettered events: `poison`; failed batches: their
+    /// class).
+    pub const MASKER_ERRORS_TOTAL: &str = "cdc_masker_errors_total";
 
     // sinks (all with `destination`)
     /// Rows written, by `table` and `op`.
@@ -65,7 +71,8 @@ pub mod names {
     pub const SINK_RETRIES_TOTAL: &str = "cdc_sink_retries_total";
     /// Events sent to the sink DLQ.
     pub const SINK_DLQ_EVENTS_TOTAL: &str = "cdc_sink_dlq_events_total";
-    /// High watermark minus stored offset, by `partition`.
+    /// High watermark minus stored offset, by `partition` (summed over the topics). Offsets count
+    /// transaction commit markers too: a caught-up partition reads 1 after a transaction.
     pub const SINK_BACKLOG_EVENTS: &str = "cdc_sink_backlog_events";
     /// Now minus the source writetime of the newest committed event.
     pub const SINK_LAG_SECONDS: &str = "cdc_sink_lag_seconds";
@@ -230,6 +237,12 @@ pub const ALL: &[MetricDef] = &[
         &[l::RESULT],
     ),
     def(
+        n::CAPTURE_ERRORS_TOTAL,
+        MetricKind::Counter,
+        "Capture errors by class.",
+        &[l::ERROR_CLASS],
+    ),
+    def(
         n::MASKER_EVENTS_TOTAL,
         MetricKind::Counter,
         "Events processed by the masker.",
@@ -276,6 +289,12 @@ pub const ALL: &[MetricDef] = &[
         MetricKind::Gauge,
         "Seconds between now and the source writetime of the newest masked event.",
         &[],
+    ),
+    def(
+        n::MASKER_ERRORS_TOTAL,
+        MetricKind::Counter,
+        "Masker errors by class.",
+        &[l::ERROR_CLASS],
     ),
     def(
         n::SINK_ROWS_WRITTEN_TOTAL,
@@ -456,6 +475,16 @@ impl Builder<'_> {
     }
 }
 
+/// A counter vector by `error_class` with every class present at 0, so a rate over it exists
+/// before the first error.
+fn errors_by_class(b: &Builder<'_>, name: &'static str) -> Result<IntCounterVec, Error> {
+    let v = b.counter_vec(name)?;
+    for class in [ErrorClass::Retriable, ErrorClass::Poison, ErrorClass::Fatal] {
+        v.with_label_values(&[class.as_str()]);
+    }
+    Ok(v)
+}
+
 /// Capture-stage metrics.
 #[derive(Clone, Debug)]
 pub struct CaptureMetrics {
@@ -480,6 +509,9 @@ pub struct CaptureMetrics {
     pub transactions_committed: IntCounter,
     /// `cdc_capture_transactions_total{result="aborted"}`.
     pub transactions_aborted: IntCounter,
+    errors: IntCounterVec,
+    /// `cdc_kafka_*{stage="capture"}`.
+    pub kafka: KafkaMetrics,
 }
 
 impl CaptureMetrics {
@@ -502,12 +534,19 @@ impl CaptureMetrics {
             parse_errors: b.counter(n::CAPTURE_PARSE_ERRORS_TOTAL)?,
             transactions_committed: transactions.with_label_values(&[results::COMMITTED]),
             transactions_aborted: transactions.with_label_values(&[results::ABORTED]),
+            errors: errors_by_class(&b, n::CAPTURE_ERRORS_TOTAL)?,
+            kafka: KafkaMetrics::new(registry, "capture")?,
         })
     }
 
     /// `cdc_capture_events_total{table, op}`; `table` is `keyspace.table`.
     pub fn events(&self, table: &str, op: &str) -> IntCounter {
         self.events.with_label_values(&[table, op])
+    }
+
+    /// `cdc_capture_errors_total{error_class}`.
+    pub fn errors(&self, class: ErrorClass) -> IntCounter {
+        self.errors.with_label_values(&[class.as_str()])
     }
 }
 
@@ -530,6 +569,9 @@ pub struct MaskerMetrics {
     pub backlog_events: IntGauge,
     /// `cdc_masker_lag_seconds`.
     pub lag_seconds: Gauge,
+    errors: IntCounterVec,
+    /// `cdc_kafka_*{stage="masker"}`.
+    pub kafka: KafkaMetrics,
 }
 
 impl MaskerMetrics {
@@ -551,7 +593,14 @@ impl MaskerMetrics {
             policy_version: b.int_gauge(n::MASKER_POLICY_VERSION)?,
             backlog_events: b.int_gauge(n::MASKER_BACKLOG_EVENTS)?,
             lag_seconds: b.gauge(n::MASKER_LAG_SECONDS)?,
+            errors: errors_by_class(&b, n::MASKER_ERRORS_TOTAL)?,
+            kafka: KafkaMetrics::new(registry, "masker")?,
         })
+    }
+
+    /// `cdc_masker_errors_total{error_class}`.
+    pub fn errors(&self, class: ErrorClass) -> IntCounter {
+        self.errors.with_label_values(&[class.as_str()])
     }
 
     /// `cdc_masker_events_total{table, result}`; `result` is `results::MASKED` or `results::DLQ`.
@@ -586,6 +635,8 @@ pub struct SinkMetrics {
     pub bytes_written: IntCounter,
     /// `cdc_sink_destination_up`.
     pub destination_up: IntGauge,
+    /// `cdc_kafka_*{stage="sink-<destination>"}`.
+    pub kafka: KafkaMetrics,
 }
 
 impl SinkMetrics {
@@ -600,7 +651,7 @@ impl SinkMetrics {
             rows_written: b.counter_vec(n::SINK_ROWS_WRITTEN_TOTAL)?,
             batch_write_seconds: b
                 .histogram(n::SINK_BATCH_WRITE_SECONDS, LATENCY_BUCKETS_SECONDS)?,
-            errors: b.counter_vec(n::SINK_ERRORS_TOTAL)?,
+            errors: errors_by_class(&b, n::SINK_ERRORS_TOTAL)?,
             retries: b.counter(n::SINK_RETRIES_TOTAL)?,
             dlq_events: b.counter(n::SINK_DLQ_EVENTS_TOTAL)?,
             backlog_events: b.int_gauge_vec(n::SINK_BACKLOG_EVENTS)?,
@@ -609,6 +660,7 @@ impl SinkMetrics {
                 .histogram(n::SINK_END_TO_END_LATENCY_SECONDS, LATENCY_BUCKETS_SECONDS)?,
             bytes_written: b.counter(n::SINK_BYTES_WRITTEN_TOTAL)?,
             destination_up: b.int_gauge(n::SINK_DESTINATION_UP)?,
+            kafka: KafkaMetrics::new(registry, &format!("sink-{destination}"))?,
         })
     }
 
@@ -746,7 +798,7 @@ mod registry_tests {
         let pg = SinkMetrics::new(&registry, "postgres").expect("postgres");
         let ch = SinkMetrics::new(&registry, "clickhouse")
             .expect("second destination in the same registry");
-        let kafka = KafkaMetrics::new(&registry, "capture").expect("kafka");
+        let kafka = KafkaMetrics::new(&registry, "test-stage").expect("kafka");
         assert!(matches!(
             SinkMetrics::new(&registry, "postgres"),
             Err(Error::MetricRegistration { .. })
@@ -760,6 +812,8 @@ mod registry_tests {
         pg.backlog_events(3).set(42);
         ch.end_to_end_latency_seconds.observe(0.2);
         kafka.rebalances.inc();
+        capture.kafka.transaction_commit_seconds.observe(0.01);
+        masker.kafka.rebalances.inc();
 
         let families: BTreeMap<String, prometheus::proto::MetricType> = registry
             .gather()
@@ -793,6 +847,34 @@ mod registry_tests {
         assert!(text.contains(r#"cdc_sink_end_to_end_latency_seconds_bucket{destination="clickhouse",le="0.25"} 1"#), "{text}");
         assert!(
             text.contains(r#"cdc_capture_transactions_total{result="committed"} 0"#),
+            "{text}"
+        );
+        // Every error class is exported at 0 before the first error (rates and "flat" checks).
+        for series in [
+            r#"cdc_sink_errors_total{destination="clickhouse",error_class="retriable"} 0"#,
+            r#"cdc_sink_errors_total{destination="postgres",error_class="poison"} 0"#,
+            r#"cdc_capture_errors_total{error_class="fatal"} 0"#,
+            r#"cdc_masker_errors_total{error_class="poison"} 0"#,
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
+        for series in [
+            r#"cdc_kafka_rebalances_total{stage="masker"} 1"#,
+            r#"cdc_kafka_rebalances_total{stage="test-stage"} 1"#,
+            r#"cdc_kafka_rebalances_total{stage="sink-clickhouse"} 0"#,
+            r#"cdc_kafka_transaction_commit_seconds_count{stage="capture"} 1"#,
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
+        capture.errors(ErrorClass::Poison).inc();
+        masker.errors(ErrorClass::Retriable).inc_by(2);
+        let text = encode_text(&registry).expect("encode");
+        assert!(
+            text.contains(r#"cdc_capture_errors_total{error_class="poison"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"cdc_masker_errors_total{error_class="retriable"} 2"#),
             "{text}"
         );
     }

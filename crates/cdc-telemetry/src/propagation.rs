@@ -1,5 +1,23 @@
 //! W3C trace context (`traceparent`, `tracestate`) in and out of a message's header list, so one
 //! trace spans capture → masker → sink. Pure: `cdc-kafka` maps the list to Kafka headers.
+//!
+//! The trace of one change (every span carries `correlation_id`; none carries a cell value):
+//!
+//! - `capture.publish` (capture, root): keyspace, table, segment_id, segment_position, op,
+//!   `messaging.destination.name`; open from the read of the change to its transaction's end.
+//! - `masker.mask` (masker, child through the raw event's headers): table, policy_version,
+//!   `messaging.source.name`, partition, offset; open until the masking transaction ends.
+//! - `sink.write_batch` (each sink, child through the masked event's headers): destination,
+//!   table, rows (the batch's size), `db.system.name`, `db.collection.name`, offset; open until
+//!   the batch and its offsets are stored.
+//!
+//! Spans are created only while [`exporting`] (an OTLP endpoint is configured). Sampling is
+//! decided once, at capture, by `telemetry.trace_sample_ratio`; the masker and the sinks create
+//! spans only for changes whose parent is sampled ([`sampled_parent`]), so a low ratio keeps a
+//! high event rate cheap. Spans leave through a batch exporter, flushed when the service shuts
+//! down (the guard of [`crate::init`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -11,6 +29,20 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 pub const TRACEPARENT: &str = "traceparent";
 /// Header name carrying the W3C trace state.
 pub const TRACESTATE: &str = "tracestate";
+
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// True once [`crate::init`] installed an OTLP exporter (`telemetry.otlp_endpoint`). Call sites
+/// create their per-event spans only then, so a service without trace export pays nothing.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+/// Turns [`exporting`] on or off; [`crate::init`] does it. For tests and programs installing
+/// their own tracer.
+pub fn set_exporting(on: bool) {
+    EXPORTING.store(on, Ordering::Relaxed);
+}
 
 struct HeaderInjector<'a>(&'a mut Vec<(String, Vec<u8>)>);
 
@@ -67,6 +99,15 @@ pub fn set_span_parent<K: AsRef<str>, V: AsRef<[u8]>>(
         return false;
     }
     span.set_parent(cx).is_ok()
+}
+
+/// The remote context in `headers` when it is valid and sampled upstream; `None` otherwise, so a
+/// stage skips the span of a change whose trace is not recorded (sampling is decided once, at
+/// capture, by `telemetry.trace_sample_ratio`).
+pub fn sampled_parent<K: AsRef<str>, V: AsRef<[u8]>>(headers: &[(K, V)]) -> Option<Context> {
+    let cx = extract_context(headers);
+    let sc = cx.span().span_context().clone();
+    (sc.is_valid() && sc.is_sampled()).then_some(cx)
 }
 
 #[cfg(test)]
@@ -146,6 +187,43 @@ mod tests {
 
             let orphan = tracing::info_span!("orphan");
             assert!(!set_span_parent(&orphan, &[("x", b"y".as_slice())]));
+        });
+    }
+
+    #[test]
+    fn only_sampled_parents_are_continued() {
+        let sampled = [("traceparent", format!("00-{TRACE}-{SPAN}-01").into_bytes())];
+        let cx = sampled_parent(&sampled).expect("sampled parent");
+        assert_eq!(cx.span().span_context().trace_id().to_string(), TRACE);
+        let unsampled = [("traceparent", format!("00-{TRACE}-{SPAN}-00").into_bytes())];
+        assert!(sampled_parent(&unsampled).is_none());
+        assert!(sampled_parent::<&str, &[u8]>(&[]).is_none());
+    }
+
+    #[test]
+    fn ratio_applies_to_new_traces_and_parents_decide_for_continued_ones() {
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(crate::logging::sampler(0.0))
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            // A new trace (capture) under ratio 0: not sampled, and the flag travels downstream.
+            let root = tracing::info_span!(parent: None, "capture.publish");
+            let mut headers = Vec::new();
+            inject_span(&root, &mut headers);
+            let value = String::from_utf8(headers[0].1.clone()).expect("utf8");
+            assert!(value.ends_with("-00"), "{value}");
+            assert!(sampled_parent(&headers).is_none());
+
+            // A continued trace sampled upstream stays sampled whatever the local ratio.
+            let incoming = [("traceparent", format!("00-{TRACE}-{SPAN}-01").into_bytes())];
+            let child = tracing::info_span!("masker.mask");
+            assert!(set_span_parent(&child, &incoming));
+            let mut out = Vec::new();
+            inject_span(&child, &mut out);
+            let value = String::from_utf8(out[0].1.clone()).expect("utf8");
+            assert!(value.ends_with("-01"), "{value}");
         });
     }
 }

@@ -207,6 +207,8 @@ pub struct PipelineSpec {
     pub overrides: Vec<(String, Yaml)>,
     /// How long each service may take to answer `/readyz` with 200.
     pub ready_timeout: Duration,
+    /// Environment variables set for every service process (e.g. `OTEL_BSP_SCHEDULE_DELAY`).
+    pub env: Vec<(String, String)>,
 }
 
 impl PipelineSpec {
@@ -221,7 +223,15 @@ impl PipelineSpec {
             destinations: Destination::ALL.to_vec(),
             overrides: Vec::new(),
             ready_timeout: Duration::from_secs(90),
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable of every service process (not `CDC__…`: use
+    /// [`PipelineSpec::set`] for configuration).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// Sets the masking policy text.
@@ -291,6 +301,7 @@ pub struct RunningPipeline {
     ready_timeout: Duration,
     procs: Mutex<BTreeMap<Service, Proc>>,
     http: reqwest::Client,
+    env: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for RunningPipeline {
@@ -402,6 +413,7 @@ impl RunningPipeline {
                 .timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_else(|e| panic!("http client: {e}")),
+            env: spec.env.clone(),
         };
         pipeline.migrate_vault(&vault_admin).await;
         pipeline
@@ -627,6 +639,7 @@ impl RunningPipeline {
             ]);
         }
         clear_overrides(&mut cmd);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.env("CDC_INSTANCE_ID", &self.names.masker_instance)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))

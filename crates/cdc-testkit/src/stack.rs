@@ -86,16 +86,23 @@ impl StackEnv {
     }
 }
 
-/// The repository root: `CDC_REPO_ROOT`, or the ancestor of this crate that holds `Cargo.lock`.
+/// The repository root: `CDC_REPO_ROOT`, or the nearest ancestor of the running test's package
+/// (`CARGO_MANIFEST_DIR` at run time, else the working directory) that holds `Cargo.lock` and
+/// `dev/`. Run-time lookup: a compiled-in path would point at wherever a shared build cache was
+/// first filled.
 pub fn repo_root() -> PathBuf {
     if let Ok(root) = std::env::var("CDC_REPO_ROOT") {
         return PathBuf::from(root);
     }
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors()
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let found = start
+        .ancestors()
         .find(|p| p.join("Cargo.lock").exists() && p.join("dev").is_dir())
-        .unwrap_or(here)
-        .to_path_buf()
+        .map(Path::to_path_buf);
+    found.unwrap_or(start)
 }
 
 fn stack_env_file() -> PathBuf {

@@ -16,7 +16,10 @@
 //! dropped, so a table switched to `cdc = true` loses no write made after the ALTER (a write made
 //! just before it but read after it is captured too). Undecodable mutations or values are
 //! logged (segment and position, never values), counted in `cdc_capture_parse_errors_total` and
-//! skipped: capture never stops on bad data.
+//! skipped: capture never stops on bad data. Before decoding up to a `_cdc.idx` offset, capture
+//! compares `system.local.schema_version` with the one of its last refresh and refreshes on a
+//! difference, so a column dropped and re-added with another type is decoded with the type in
+//! force when the mutation was written (docs/schema-evolution.md).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
@@ -106,6 +109,9 @@ struct Prepared {
     table: String,
     op: &'static str,
     max_writetime_micros: Option<i64>,
+    /// `capture.publish`: opened when the change is read, closed when its transaction is done
+    /// (the record is dropped); its context is in `headers`. Disabled without trace export.
+    _span: tracing::Span,
 }
 
 /// Why a chunk stopped early to refresh the schema.
@@ -241,24 +247,54 @@ fn prepare(event: &cdc_model::ChangeEvent, schema: &TableSchema) -> Result<Prepa
     };
     let topic = raw_topic(&event.source.keyspace, &event.source.table).map_err(encode_err)?;
     let payload = json_codec::encode_event(event, schema).map_err(encode_err)?;
+    let mut headers = vec![
+        (
+            HEADER_CORRELATION_ID.to_owned(),
+            event.correlation_id.clone().into_bytes(),
+        ),
+        (
+            HEADER_SCHEMA_VERSION.to_owned(),
+            schema.version.to_string().into_bytes(),
+        ),
+    ];
+    let span = publish_span(event, &topic);
+    cdc_telemetry::propagation::inject_span(&span, &mut headers);
     Ok(Prepared {
         topic,
         key: event.key_string().into_bytes(),
         payload,
-        headers: vec![
-            (
-                HEADER_CORRELATION_ID.to_owned(),
-                event.correlation_id.clone().into_bytes(),
-            ),
-            (
-                HEADER_SCHEMA_VERSION.to_owned(),
-                schema.version.to_string().into_bytes(),
-            ),
-        ],
+        headers,
         table: format!("{}.{}", event.source.keyspace, event.source.table),
         op: event.op.as_str(),
         max_writetime_micros: event.max_writetime_micros(),
+        _span: span,
     })
+}
+
+/// The root span of one change's trace (capture → masker → sinks, through the `traceparent`
+/// header): where it was read (keyspace, table, segment, position) and where it is published.
+/// Names and positions only, never cell values. `Span::none()` without trace export.
+fn publish_span(event: &cdc_model::ChangeEvent, topic: &str) -> tracing::Span {
+    if !cdc_telemetry::propagation::exporting() {
+        return tracing::Span::none();
+    }
+    let s = &event.source;
+    tracing::info_span!(
+        parent: None,
+        "capture.publish",
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.destination.name = topic,
+        db.system.name = "cassandra",
+        keyspace = s.keyspace.as_str(),
+        table = s.table.as_str(),
+        segment_id = s.segment_id,
+        segment_position = s.segment_position,
+        op = event.op.as_str(),
+        schema_version = s.schema_version,
+        correlation_id = event.correlation_id.as_str(),
+    )
 }
 
 /// The batch being assembled: messages of whole mutations and the position after them.
@@ -544,6 +580,7 @@ impl CaptureRunner {
     fn report_errors(&self, errors: Vec<Error>) {
         for e in errors {
             self.metrics.parse_errors.inc();
+            self.metrics.errors(e.class()).inc();
             tracing::warn!(error = %e, error_class = e.class().as_str(), "Mutation skipped");
         }
     }
@@ -681,7 +718,16 @@ impl CaptureRunner {
         limit: ReadLimit,
         mut resume_after: u64,
     ) -> Result<SegmentProgress, Error> {
-        let mut schema_fresh = false;
+        // The `_cdc.idx` offset (`limit`) was read before this call: a schema change made before
+        // any mutation up to it is visible now (see `SchemaCatalog::refresh_if_changed`).
+        let mut schema_fresh = match self.catalog.refresh_if_changed().await {
+            Ok(_) => true,
+            Err(e) => {
+                // Cassandra unreachable: no writes land either; unknown columns still refresh.
+                tracing::warn!(error = %e, "Cannot read the Cassandra schema version");
+                false
+            }
+        };
         loop {
             let input = ChunkInput {
                 bytes,
@@ -713,6 +759,7 @@ impl CaptureRunner {
                         ) =>
                 {
                     self.metrics.parse_errors.inc();
+                    self.metrics.errors(ErrorClass::Poison).inc();
                     tracing::error!(segment_id, error = %e, "Unreadable segment skipped");
                     return Ok(SegmentProgress::Unreadable);
                 }
@@ -732,7 +779,7 @@ impl CaptureRunner {
                 self.pending.position = Some((segment_id, end));
             }
             if let Some((need, at)) = chunk.refresh {
-                tracing::info!(?need, segment_id, position = at, "Refreshing the schema");
+                tracing::debug!(?need, segment_id, position = at, "Refreshing the schema");
                 self.catalog.refresh().await?;
                 self.refreshed_at = Some((segment_id, at));
                 schema_fresh = true;
@@ -750,6 +797,7 @@ impl CaptureRunner {
                 Some(SegmentEnd::Failed { position }) if limit == ReadLimit::Completed => {
                     // A corrupt marker in a closed segment: nothing after it can be read.
                     self.metrics.parse_errors.inc();
+                    self.metrics.errors(ErrorClass::Poison).inc();
                     tracing::error!(
                         segment_id,
                         position,
@@ -819,6 +867,22 @@ impl CaptureRunner {
                         .lag_seconds
                         .set(now_micros.saturating_sub(w) as f64 / 1e6);
                 }
+                if !self.pending.messages.is_empty() {
+                    // FR-018: one info line per committed batch of changes read, never values.
+                    let tables: std::collections::BTreeSet<&str> = self
+                        .pending
+                        .messages
+                        .iter()
+                        .map(|m| m.table.as_str())
+                        .collect();
+                    tracing::info!(
+                        events = self.pending.messages.len(),
+                        tables = %tables.into_iter().collect::<Vec<_>>().join(","),
+                        segment_id = new.segment_id,
+                        position = new.position,
+                        "Changes captured"
+                    );
+                }
                 self.committed = Some(new);
                 self.finished.append(&mut self.pending.finished);
                 self.pending = Pending::default();
@@ -827,6 +891,7 @@ impl CaptureRunner {
             }
             Err(e) => {
                 self.metrics.transactions_aborted.inc();
+                self.metrics.errors(e.class()).inc();
                 if matches!(e, Error::Kafka(_)) {
                     self.health.set_down(DEP_KAFKA, e.to_string());
                 }
@@ -874,7 +939,12 @@ impl CaptureRunner {
                 &[],
             )
             .await?;
+        let committing = Instant::now();
         self.producer.commit().await?;
+        self.metrics
+            .kafka
+            .transaction_commit_seconds
+            .observe(committing.elapsed().as_secs_f64());
         Ok(new)
     }
 

@@ -85,6 +85,8 @@ struct Output {
     key: Vec<u8>,
     payload: Vec<u8>,
     headers: Vec<(String, Vec<u8>)>,
+    /// `masker.mask` of this event, closed when the batch's transaction is done.
+    _span: tracing::Span,
 }
 
 fn now_ms() -> i64 {
@@ -109,15 +111,44 @@ const BACKLOG_INTERVAL: Duration = Duration::from_secs(5);
 
 const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
 
-/// The input headers with the policy version set, and the trace context continued by a
-/// `mask_event` span (or passed through unchanged when tracing is not exporting).
+/// `masker.mask`: consume, mask and produce one event under policy `policy_version`, a child of
+/// the capture's span (from the `traceparent` header). Topic, offsets and the policy version only,
+/// never values. `Span::none()` without trace export or when the change's trace is not sampled.
+fn mask_span(m: &InboundMessage, policy_version: u64) -> tracing::Span {
+    if !cdc_telemetry::propagation::exporting() {
+        return tracing::Span::none();
+    }
+    if cdc_telemetry::propagation::sampled_parent(&m.headers).is_none() {
+        return tracing::Span::none();
+    }
+    let correlation_id = cdc_kafka::header_value(&m.headers, CORRELATION_ID_HEADER)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    let table = table_of(&m.topic).map_or_else(String::new, |(k, t)| format!("{k}.{t}"));
+    let span = tracing::info_span!(
+        parent: None,
+        "masker.mask",
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.source.name = m.topic.as_str(),
+        messaging.destination.partition.id = m.partition,
+        messaging.kafka.offset = m.offset,
+        table = table.as_str(),
+        policy_version,
+        correlation_id = correlation_id.as_str(),
+    );
+    cdc_telemetry::propagation::set_span_parent(&span, &m.headers);
+    span
+}
+
+/// The input headers with the policy version set, and the trace context continued by the
+/// event's `masker.mask` span (or passed through unchanged when that span is disabled).
 fn output_headers(
     m: &InboundMessage,
-    correlation_id: &str,
+    span: &tracing::Span,
     version: &[u8],
 ) -> Vec<(String, Vec<u8>)> {
-    let span = tracing::info_span!("mask_event", correlation_id);
-    cdc_telemetry::propagation::set_span_parent(&span, &m.headers);
     let mut headers: Vec<(String, Vec<u8>)> = m
         .headers
         .iter()
@@ -125,7 +156,7 @@ fn output_headers(
         .cloned()
         .collect();
     let before = headers.len();
-    cdc_telemetry::propagation::inject_span(&span, &mut headers);
+    cdc_telemetry::propagation::inject_span(span, &mut headers);
     if headers.len() == before {
         headers.extend(
             m.headers
@@ -209,6 +240,7 @@ impl Pipeline {
                 }
                 Err(e) => {
                     self.metrics.transactions_aborted.inc();
+                    self.metrics.errors(e.class()).inc();
                     tracing::warn!(error = %e, class = e.class().as_str(), events = batch.len(), "Batch failed; aborting and rewinding");
                     if let Err(abort) = self.producer.abort().await {
                         tracing::error!(error = %abort, "Abort failed");
@@ -383,6 +415,7 @@ impl Pipeline {
                     revoked.extend(partitions.into_iter().map(|tp| (tp.topic, tp.partition)));
                 }
                 RebalanceEvent::Assigned { partitions, .. } => {
+                    self.metrics.kafka.rebalances.inc();
                     for tp in partitions {
                         revoked.remove(&(tp.topic, tp.partition));
                     }
@@ -471,6 +504,7 @@ impl Pipeline {
         let mut dead: Vec<(usize, cdc_mask::Error)> = Vec::new();
         let mut newest_micros: Option<i64> = None;
         for (i, m) in batch.iter().enumerate() {
+            let span = mask_span(m, version);
             let result = match &m.payload {
                 Some(p) => masker.mask_envelope(p),
                 None => Err(cdc_mask::Error::Codec(cdc_model::Error::Json {
@@ -489,7 +523,7 @@ impl Pipeline {
                         }
                         Err(e) => return Err(e),
                     };
-                    let headers = output_headers(m, &masked.event.correlation_id, &version_bytes);
+                    let headers = output_headers(m, &span, &version_bytes);
                     entries.extend(masked.vault_entries.iter().cloned());
                     newest_micros = newest_micros.max(masked.event.max_writetime_micros());
                     let table = format!("{}.{}", masked.schema.keyspace, masked.schema.table);
@@ -501,6 +535,7 @@ impl Pipeline {
                             key: masked.event.key_string().into_bytes(),
                             payload,
                             headers,
+                            _span: span,
                         },
                         masked.fields,
                         table,
@@ -601,14 +636,19 @@ impl Pipeline {
                     &m.headers,
                 )
                 .await?;
-            tracing::warn!(table, correlation_id = cid.as_deref().unwrap_or(""), error = %e, "Event dead-lettered");
+            tracing::warn!(table, topic = %m.topic, partition = m.partition, offset = m.offset, correlation_id = cid.as_deref().unwrap_or(""), error = %e, "Event dead-lettered");
             audit.refused(&table, cid.as_deref().unwrap_or(""), &e.to_string());
         }
         let group = self.consumer.group_metadata()?;
         self.producer
             .send_offsets(&offsets.to_vec(), &group)
             .await?;
+        let committing = Instant::now();
         self.producer.commit().await?;
+        self.metrics
+            .kafka
+            .transaction_commit_seconds
+            .observe(committing.elapsed().as_secs_f64());
 
         self.metrics.transactions_committed.inc();
         self.metrics
@@ -620,12 +660,13 @@ impl Pipeline {
                 self.metrics.masked_fields(f.strategy).inc();
             }
         }
-        for (i, _) in &dead {
+        for (i, e) in &dead {
             let m = &batch[*i];
             let table = table_of(&m.topic)
                 .map_or_else(|| "unknown".to_owned(), |(k, t)| format!("{k}.{t}"));
             self.metrics.events(&table, results::DLQ).inc();
             self.metrics.dlq_events.inc();
+            self.metrics.errors(e.class()).inc();
         }
         if let Some(micros) = newest_micros {
             // Seconds between now and the source writetime of the newest event masked.

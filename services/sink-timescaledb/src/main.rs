@@ -27,10 +27,17 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .context("sinks.timescaledb is not configured")?;
     let secrets = cdc_config::SecretResolver::new(&config.secrets);
-    let (pg, options) = cdc_sink::settings::timescale_settings(&sink.destination, &secrets).await?;
+    // A `file:`/`vault:` URL is re-read every `secrets.refresh_interval_secs` when set.
+    let (pg, options) = cdc_sink::settings::timescale_settings_refreshing(
+        &sink.destination,
+        &secrets,
+        config.secrets.refresh_interval(),
+    )
+    .await?;
     let kafka =
         cdc_kafka::settings_from_config(&config.kafka, "sink-timescaledb", &secrets).await?;
-    let destination = cdc_sink::timescaledb::timescale_destination(&pg, &options)?;
+    let destination = cdc_sink::timescaledb::timescale_destination(&pg, &options)?
+        .with_auto_migrate(sink.auto_migrate);
     let runner = cdc_sink::settings::runner_config(&sink, &config.kafka);
     cdc_sink::service::serve_with_config_file(
         &args.config,

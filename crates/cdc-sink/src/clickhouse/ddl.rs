@@ -187,6 +187,41 @@ pub struct TableLayout {
     pub partition_key: Vec<KeyCol>,
     pub clustering_key: Vec<KeyCol>,
     pub values: Vec<ValueCol>,
+    /// Value columns archived by a type change (never in the view nor in inserts).
+    pub archived: Vec<ArchivedCol>,
+}
+
+/// A value column kept under `_cdc_old<n>__<column>` after `column` was dropped and re-added
+/// in Cassandra with a type ClickHouse stores differently (comment `cdc:archived:<n>:<column>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedCol {
+    /// The Cassandra column name.
+    pub column: String,
+    /// Type change number (1 = the first).
+    pub n: u32,
+    /// The ClickHouse type the column had.
+    pub ty: String,
+    /// Stored per element.
+    pub multi: bool,
+}
+
+/// What to do with a value column the events carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnAction {
+    /// Not in the table: add it.
+    Add,
+    /// Present with the same type.
+    Keep,
+    /// Present with another type that an earlier type change archived: the events are older
+    /// than the change (their cells of this column are dead in Cassandra).
+    Stale,
+    /// Present with another type: archive it as change `n`, then add it with the new type.
+    Archive(u32),
+}
+
+/// The archive name of a value or bookkeeping column for type change `n`.
+pub fn archive_name(n: u32, column: &str) -> String {
+    format!("_cdc_old{n}__{column}")
 }
 
 fn wt_col(c: &str) -> String {
@@ -249,6 +284,7 @@ impl TableLayout {
                         .unwrap_or_default(),
                 })
                 .collect(),
+            archived: Vec::new(),
         }
     }
 
@@ -288,9 +324,19 @@ impl TableLayout {
         let mut pk: Vec<(u16, KeyCol)> = Vec::new();
         let mut ck: Vec<(u16, KeyCol)> = Vec::new();
         let mut values = Vec::new();
+        let mut archived = Vec::new();
         for (name, ty, comment) in columns {
             let parts: Vec<&str> = comment.split(':').collect();
             match parts.as_slice() {
+                ["cdc", "archived", n, column, rest @ ..] => {
+                    let n = n.parse().map_err(|_| bad(format!("comment of {name}")))?;
+                    archived.push(ArchivedCol {
+                        column: (*column).to_owned(),
+                        n,
+                        ty: ty.clone(),
+                        multi: !rest.is_empty(),
+                    });
+                }
                 ["cdc", "pk", i] => {
                     let i = i.parse().map_err(|_| bad(format!("comment of {name}")))?;
                     pk.push((
@@ -338,7 +384,36 @@ impl TableLayout {
             partition_key: pk.into_iter().map(|(_, c)| c).collect(),
             clustering_key: ck.into_iter().map(|(_, c)| c).collect(),
             values,
+            archived,
         })
+    }
+
+    /// What to do with `theirs` (a value column of the events' shape), see [`ColumnAction`].
+    pub fn column_action(&self, theirs: &ValueCol) -> ColumnAction {
+        let norm = |t: &str| t.replace('`', "");
+        let Some(mine) = self.values.iter().find(|v| v.name == theirs.name) else {
+            return ColumnAction::Add;
+        };
+        if norm(&mine.ty) == norm(&theirs.ty) && mine.multi == theirs.multi {
+            return ColumnAction::Keep;
+        }
+        let archives: Vec<&ArchivedCol> = self
+            .archived
+            .iter()
+            .filter(|a| a.column == theirs.name)
+            .collect();
+        if archives
+            .iter()
+            .any(|a| norm(&a.ty) == norm(&theirs.ty) && a.multi == theirs.multi.is_some())
+        {
+            return ColumnAction::Stale;
+        }
+        ColumnAction::Archive(archives.iter().map(|a| a.n).max().unwrap_or(0) + 1)
+    }
+
+    /// True when `column` was re-created by a type change (old data archived).
+    pub fn was_retyped(&self, column: &str) -> bool {
+        self.archived.iter().any(|a| a.column == column)
     }
 
     /// The value columns of `other` this layout lacks.
@@ -509,6 +584,41 @@ pub fn add_columns_sql(layout: &TableLayout, new: &[&ValueCol]) -> Option<String
         layout.state_table(),
         adds.join(", ")
     ))
+}
+
+/// The statements archiving value column `v` as type change `n`: its value and bookkeeping
+/// columns renamed to [`archive_name`]s, the value column's comment set to
+/// `cdc:archived:<n>:<column>[:multi]` (so [`TableLayout::from_columns`] leaves it out of the
+/// view and the inserts).
+pub fn archive_column_sql(layout: &TableLayout, v: &ValueCol, n: u32) -> Vec<String> {
+    let storage = if v.multi.is_some() {
+        vec![v.name.clone(), cd_col(&v.name), el_col(&v.name)]
+    } else {
+        vec![
+            v.name.clone(),
+            wt_col(&v.name),
+            st_col(&v.name),
+            exp_col(&v.name),
+        ]
+    };
+    let renames: Vec<String> = storage
+        .iter()
+        .map(|c| format!("RENAME COLUMN {} TO {}", q(c), q(&archive_name(n, c))))
+        .collect();
+    let multi = if v.multi.is_some() { ":multi" } else { "" };
+    vec![
+        format!(
+            "ALTER TABLE {} {}",
+            layout.state_table(),
+            renames.join(", ")
+        ),
+        format!(
+            "ALTER TABLE {} COMMENT COLUMN {} 'cdc:archived:{n}:{}{multi}'",
+            layout.state_table(),
+            q(&archive_name(n, &v.name)),
+            v.name.replace('\'', "")
+        ),
+    ]
 }
 
 /// `CREATE TABLE IF NOT EXISTS` for the offsets table.
@@ -819,7 +929,50 @@ mod tests {
                     element_ty: String::new(),
                 },
             ],
+            archived: Vec::new(),
         }
+    }
+
+    #[test]
+    fn type_changes_archive_once_and_older_events_are_stale() {
+        let l = layout();
+        let mut blob = l.values[0].clone();
+        blob.ty = "Nullable(String)".into();
+        assert_eq!(l.column_action(&blob), ColumnAction::Keep);
+        blob.ty = "Nullable(Int64)".into();
+        assert_eq!(l.column_action(&blob), ColumnAction::Archive(1));
+        let sql = archive_column_sql(&l, &l.values[0], 1);
+        assert_eq!(
+            sql[0],
+            "ALTER TABLE `ks`.`_cdc_state_t` RENAME COLUMN `v` TO `_cdc_old1__v`, \
+             RENAME COLUMN `_cdc_wt_v` TO `_cdc_old1___cdc_wt_v`, \
+             RENAME COLUMN `_cdc_st_v` TO `_cdc_old1___cdc_st_v`, \
+             RENAME COLUMN `_cdc_exp_v` TO `_cdc_old1___cdc_exp_v`"
+        );
+        assert_eq!(
+            sql[1],
+            "ALTER TABLE `ks`.`_cdc_state_t` COMMENT COLUMN `_cdc_old1__v` 'cdc:archived:1:v'"
+        );
+        // Read back after the change: v is Int64, the String column archived.
+        let cols = vec![
+            ("id".to_owned(), "Int32".to_owned(), "cdc:pk:0".to_owned()),
+            (
+                "_cdc_old1__v".into(),
+                "Nullable(String)".into(),
+                "cdc:archived:1:v".into(),
+            ),
+            ("v".into(), "Nullable(Int64)".into(), "cdc:regular".into()),
+        ];
+        let after =
+            TableLayout::from_columns("ks", "t", &cols).unwrap_or_else(|e| panic!("layout: {e}"));
+        assert_eq!(after.values.len(), 1);
+        assert!(after.was_retyped("v"));
+        assert_eq!(after.column_action(&blob), ColumnAction::Keep);
+        let mut old = blob.clone();
+        old.ty = "Nullable(String)".into();
+        assert_eq!(after.column_action(&old), ColumnAction::Stale);
+        old.ty = "Nullable(Float64)".into();
+        assert_eq!(after.column_action(&old), ColumnAction::Archive(2));
     }
 
     #[test]

@@ -38,8 +38,9 @@ pub enum Error {
         column: String,
         reason: &'static str,
     },
-    /// A column's type in ClickHouse differs from the type the events carry (dropped and
-    /// re-added in Cassandra with another type): refused, never written misaligned.
+    /// A column's type in ClickHouse differs from the type the events carry. The adapter now
+    /// archives and re-creates such a column (docs/schema-evolution.md); kept for callers that
+    /// refuse instead of writing misaligned.
     #[error(
         "column {column} of {relation} is {existing} in ClickHouse but the events carry {wanted}"
     )]

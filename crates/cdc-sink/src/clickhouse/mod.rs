@@ -50,6 +50,7 @@ pub use ddl::TableLayout;
 pub use error::Error;
 
 use crate::destination::{Destination, Rejection, TableBatch, TableShape, WriteOutcome};
+use crate::evolution::ColumnPlan;
 use rows::RowEncoder;
 
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
@@ -75,6 +76,15 @@ pub struct ClickHouseDestination {
     /// After a restart: the highest offset already in the state table per (topic, partition),
     /// when above the stored offsets. Replayed events at or below it are skipped.
     present: std::sync::Mutex<HashMap<(String, i32), i64>>,
+    /// The CQL type each re-created column (database, table, column) was re-created for by this
+    /// process (a type change; see `crate::evolution`).
+    retyped: std::sync::Mutex<HashMap<(String, String, String), cdc_model::CqlType>>,
+    /// `auto_migrate` (default true); with `false` the columns in `not_migrated` are not written.
+    auto_migrate: bool,
+    /// The Cassandra table id each state table holds (its comment), by (database, table).
+    table_ids: Mutex<HashMap<(String, String), Option<uuid::Uuid>>>,
+    /// (database, table, column) not added or re-created because `auto_migrate` is off.
+    not_migrated: std::sync::Mutex<HashSet<(String, String, String)>>,
     /// Databases whose offsets table is known to exist.
     offsets_ready: Mutex<HashSet<String>>,
     /// Offsets epoch per (group, topic, partition); see [`offsets`].
@@ -89,9 +99,21 @@ impl ClickHouseDestination {
             settings,
             layouts: Mutex::new(HashMap::new()),
             present: std::sync::Mutex::new(HashMap::new()),
+            retyped: std::sync::Mutex::new(HashMap::new()),
+            auto_migrate: true,
+            not_migrated: std::sync::Mutex::new(HashSet::new()),
+            table_ids: Mutex::new(HashMap::new()),
             offsets_ready: Mutex::new(HashSet::new()),
             epochs: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Sets `auto_migrate` (default true): with `false`, columns the state table lacks and
+    /// columns whose type changed are not written (a warning names them) instead of being added
+    /// or re-created. Tables are still created on first sight.
+    pub fn with_auto_migrate(mut self, on: bool) -> Self {
+        self.auto_migrate = on;
+        self
     }
 
     /// The settings in use.
@@ -183,6 +205,7 @@ impl ClickHouseDestination {
         }
         let key = (database.clone(), shape.table.clone());
         let mut layouts = self.layouts.lock().await;
+        let mut created = false;
         let (mut current, mut view_stale) = match layouts.get(&key) {
             Some(l) => (l.clone(), false),
             None => {
@@ -196,6 +219,7 @@ impl ClickHouseDestination {
                 let existing = match self.read_layout(&database, &shape.table).await? {
                     Some(l) => l,
                     None => {
+                        created = true;
                         let sql =
                             ddl::create_state_table_sql(&wanted, self.settings.table_ttl_secs);
                         self.execute("create table", &relation, &sql).await?;
@@ -216,23 +240,107 @@ impl ClickHouseDestination {
         if names(&current.partition_key) != names(&wanted.partition_key)
             || names(&current.clustering_key) != names(&wanted.clustering_key)
         {
-            return Err(Error::Layout {
-                relation,
-                reason: "the primary key differs from the Cassandra table's".into(),
-            });
+            // Another incarnation of the table (DROP and CREATE TABLE in Cassandra), or late
+            // events of the previous one: `write_batch` decides by table id. No DDL here.
+            tracing::info!(
+                destination = "clickhouse",
+                relation = %relation,
+                "The events' primary key differs from the state table's: another incarnation \
+                 of the table; decided per batch"
+            );
+            return Ok(current);
         }
-        if let Some((column, existing, wanted)) = current.type_conflict(&wanted) {
-            layouts.insert(key, current);
-            return Err(Error::TypeChanged {
-                relation,
-                column,
-                existing,
-                wanted,
-            });
+        // A column dropped and re-added in Cassandra with another type: archive the old one and
+        // add it again (below, as missing). Older events carrying the old type are "stale":
+        // `insert_rows` leaves their cells of that column out (dead in Cassandra).
+        if !self.auto_migrate && !created {
+            for theirs in &wanted.values {
+                let action = current.column_action(theirs);
+                if !matches!(
+                    action,
+                    ddl::ColumnAction::Add | ddl::ColumnAction::Archive(_)
+                ) {
+                    continue;
+                }
+                let k = (database.clone(), shape.table.clone(), theirs.name.clone());
+                let first = self.not_migrated.lock().is_ok_and(|mut s| s.insert(k));
+                if first {
+                    tracing::warn!(
+                        destination = "clickhouse",
+                        table = %format!("{}.{}", shape.keyspace, shape.table),
+                        relation = %relation,
+                        column = %theirs.name,
+                        wanted_type = %theirs.ty,
+                        "auto_migrate is off: the column is not added or re-created, its cells \
+                         are not written"
+                    );
+                }
+            }
         }
+        let not_migrated = self
+            .not_migrated
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        let skip = |name: &str| {
+            not_migrated.contains(&(database.clone(), shape.table.clone(), name.to_owned()))
+        };
+        for theirs in &wanted.values {
+            if skip(&theirs.name) {
+                continue;
+            }
+            let ddl::ColumnAction::Archive(n) = current.column_action(theirs) else {
+                continue;
+            };
+            let Some(mine) = current
+                .values
+                .iter()
+                .find(|v| v.name == theirs.name)
+                .cloned()
+            else {
+                continue;
+            };
+            for sql in ddl::archive_column_sql(&current, &mine, n) {
+                self.execute("archive column", &relation, &sql).await?;
+            }
+            tracing::warn!(
+                destination = "clickhouse",
+                table = %format!("{}.{}", shape.keyspace, shape.table),
+                relation = %relation,
+                column = %theirs.name,
+                old_type = %mine.ty,
+                new_type = %theirs.ty,
+                archived_as = %ddl::archive_name(n, &theirs.name),
+                "Column type changed in Cassandra (drop and re-add): old values kept in the \
+                 archived column, the column re-created with the new type"
+            );
+            current.values.retain(|v| v.name != theirs.name);
+            current.archived.push(ddl::ArchivedCol {
+                column: theirs.name.clone(),
+                n,
+                ty: mine.ty.clone(),
+                multi: mine.multi.is_some(),
+            });
+            if let Some(def) = shape.column(&theirs.name)
+                && let Ok(mut retyped) = self.retyped.lock()
+            {
+                retyped.insert(
+                    (database.clone(), shape.table.clone(), theirs.name.clone()),
+                    def.cql_type.clone(),
+                );
+            }
+            view_stale = true;
+        }
+        let stale: HashSet<String> = wanted
+            .values
+            .iter()
+            .filter(|v| current.column_action(v) == ddl::ColumnAction::Stale)
+            .map(|v| v.name.clone())
+            .collect();
         let missing: Vec<ddl::ValueCol> = current
             .missing_values(&wanted)
             .into_iter()
+            .filter(|v| !stale.contains(&v.name) && !skip(&v.name))
             .cloned()
             .collect();
         if !missing.is_empty() {
@@ -260,6 +368,20 @@ impl ClickHouseDestination {
         batch: &TableBatch,
     ) -> Result<WriteOutcome, Error> {
         let database = self.settings.database(&batch.shape.keyspace);
+        let plans = self.plans(&database, &batch.shape).await;
+        let restricted = crate::evolution::restrict_batch(batch, &plans);
+        let batch = match &restricted {
+            Some((b, skipped)) => {
+                crate::evolution::warn_skipped(
+                    "clickhouse",
+                    &b.shape.keyspace,
+                    &b.shape.table,
+                    skipped,
+                );
+                b
+            }
+            None => batch,
+        };
         let encoder = RowEncoder::new(&database, &batch.shape);
         let relation = encoder.layout().relation();
         let skip: HashMap<(String, i32), i64> =
@@ -365,6 +487,162 @@ impl ClickHouseDestination {
             }
         }
         Ok(())
+    }
+
+    /// DROP TABLE + CREATE TABLE in Cassandra: the events' table ids tell the incarnation. A
+    /// newer one than the state table holds (its comment `cdc:table_id:<id>`) renames it to
+    /// `_cdc_state_<t>__dropped_<8 hex>` (kept, never read) and creates a fresh one; events of
+    /// older incarnations (dead in Cassandra) are left out. Returns the batch to write and the
+    /// original index of each kept event, when it differs.
+    async fn select_incarnation(
+        &self,
+        batch: &TableBatch,
+    ) -> Result<Option<(TableBatch, Vec<usize>)>, Error> {
+        let shape = &batch.shape;
+        let ids = crate::evolution::batch_incarnations(batch);
+        let Some(&newest) = ids.last() else {
+            return Ok(None);
+        };
+        let database = self.settings.database(&shape.keyspace);
+        let state = ddl::state_table_name(&shape.table);
+        let key = (database.clone(), shape.table.clone());
+        let relation = format!("{database}.{}", shape.table);
+        let mut ids_cache = self.table_ids.lock().await;
+        let read_comment = || async {
+            let comments: Vec<String> = self
+                .timed(
+                    "read table comment",
+                    &relation,
+                    self.client
+                        .query("SELECT comment FROM system.tables WHERE database = ? AND name = ?")
+                        .bind(&database)
+                        .bind(&state)
+                        .fetch_all::<String>(),
+                )
+                .await?;
+            Ok::<_, Error>(
+                comments
+                    .first()
+                    .and_then(|c| c.strip_prefix(crate::evolution::TABLE_ID_COMMENT_PREFIX))
+                    .and_then(|id| uuid::Uuid::parse_str(id.trim()).ok()),
+            )
+        };
+        let current = match ids_cache.get(&key) {
+            Some(id) => *id,
+            None => read_comment().await?,
+        };
+        let state_q = format!(
+            "{}.{}",
+            cdc_typemap::clickhouse::quote_ident(&database),
+            cdc_typemap::clickhouse::quote_ident(&state)
+        );
+        let claim = |id: uuid::Uuid| {
+            format!(
+                "ALTER TABLE {state_q} MODIFY COMMENT '{}{id}'",
+                crate::evolution::TABLE_ID_COMMENT_PREFIX
+            )
+        };
+        let keep = match current {
+            None => {
+                self.prepare_cached(shape).await?;
+                self.execute("comment table", &relation, &claim(newest))
+                    .await?;
+                newest
+            }
+            Some(cur)
+                if crate::evolution::is_newer_incarnation(cur, newest)
+                    && read_comment().await? == Some(newest) =>
+            {
+                // Another sink instance retired the old table already.
+                self.forget(shape).await;
+                self.prepare(shape).await?;
+                newest
+            }
+            Some(cur) if crate::evolution::is_newer_incarnation(cur, newest) => {
+                let retired = format!("{state}__dropped_{}", &cur.simple().to_string()[..8]);
+                self.execute(
+                    "retire table",
+                    &relation,
+                    &format!(
+                        "RENAME TABLE {state_q} TO {}.{}",
+                        cdc_typemap::clickhouse::quote_ident(&database),
+                        cdc_typemap::clickhouse::quote_ident(&retired)
+                    ),
+                )
+                .await?;
+                tracing::warn!(
+                    destination = "clickhouse",
+                    table = %format!("{}.{}", shape.keyspace, shape.table),
+                    old_table_id = %cur,
+                    new_table_id = %newest,
+                    retired_to = %retired,
+                    "Table dropped and re-created in Cassandra: the old state table moved \
+                     aside, a new one created"
+                );
+                self.forget(shape).await;
+                self.prepare(shape).await?;
+                self.execute("comment table", &relation, &claim(newest))
+                    .await?;
+                newest
+            }
+            Some(cur) => cur,
+        };
+        ids_cache.insert(key, Some(keep));
+        drop(ids_cache);
+        let filtered = crate::evolution::only_incarnation(batch, keep);
+        if let Some((b, _)) = &filtered {
+            tracing::info!(
+                destination = "clickhouse",
+                table = %format!("{}.{}", shape.keyspace, shape.table),
+                events = batch.events.len() - b.events.len(),
+                "Events of a dropped incarnation of the table left out (dead in Cassandra)"
+            );
+        }
+        Ok(filtered)
+    }
+
+    /// How to write the columns of `shape` that a type change re-created (see
+    /// `crate::evolution`): with the new type when known, else left out.
+    async fn plans(&self, database: &str, shape: &TableShape) -> HashMap<String, ColumnPlan> {
+        let layouts = self.layouts.lock().await;
+        let Some(layout) = layouts.get(&(database.to_owned(), shape.table.clone())) else {
+            return HashMap::new();
+        };
+        let retyped = self.retyped.lock().map(|r| r.clone()).unwrap_or_default();
+        let not_migrated = self
+            .not_migrated
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        let skipped = |c: &str| {
+            not_migrated.contains(&(database.to_owned(), shape.table.clone(), c.to_owned()))
+        };
+        shape
+            .value_columns()
+            .into_iter()
+            .filter(|c| layout.was_retyped(&c.name) || skipped(&c.name))
+            .map(|c| {
+                if skipped(&c.name) {
+                    return (c.name.clone(), ColumnPlan::Skip);
+                }
+                let remembered =
+                    retyped.get(&(database.to_owned(), shape.table.clone(), c.name.clone()));
+                let current = layout.values.iter().find(|v| v.name == c.name);
+                let plan = match (remembered, current) {
+                    (Some(t), _) => ColumnPlan::Retype(t.clone()),
+                    (None, Some(v))
+                        if v.ty.replace('`', "")
+                            == cdc_typemap::clickhouse::column_type(&c.cql_type)
+                                .to_string()
+                                .replace('`', "") =>
+                    {
+                        ColumnPlan::Retype(c.cql_type.clone())
+                    }
+                    _ => ColumnPlan::Skip,
+                };
+                (c.name.clone(), plan)
+            })
+            .collect()
     }
 
     async fn prepare_cached(&self, shape: &TableShape) -> Result<(), Error> {
@@ -494,7 +772,23 @@ impl Destination for ClickHouseDestination {
     }
 
     async fn write_batch(&self, group: &str, batch: &TableBatch) -> Result<WriteOutcome, Error> {
-        let outcome = self.insert_rows(group, batch).await?;
+        let selected = self.select_incarnation(batch).await?;
+        let (batch, map) = match &selected {
+            Some((kept, map)) => (kept, Some(map)),
+            None => (batch, None),
+        };
+        let outcome = match self.insert_rows(group, batch).await? {
+            WriteOutcome::Rejected(rejections) => WriteOutcome::Rejected(
+                rejections
+                    .into_iter()
+                    .map(|r| Rejection {
+                        index: map.and_then(|m| m.get(r.index).copied()).unwrap_or(r.index),
+                        reason: r.reason,
+                    })
+                    .collect(),
+            ),
+            written => written,
+        };
         if matches!(outcome, WriteOutcome::Written { .. }) {
             self.store_offsets(group, batch).await?;
         }

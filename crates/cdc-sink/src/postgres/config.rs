@@ -1,11 +1,17 @@
-//! Connection settings of the PostgreSQL/TimescaleDB adapters, built from the typed config.
+//! Connection settings of the PostgreSQL/TimescaleDB adapters, built from the typed config, and
+//! the pool's connector: TLS per `tls` ([`super::tls`]) and, when the URL is a
+//! [`RefreshingSecret`] (`secrets.refresh_interval_secs` with a `file:`/`vault:` reference), the
+//! URL read afresh for every new connection, so a rotated password applies without a restart
+//! (connections already open keep working: PostgreSQL checks passwords at login only).
 
 use std::time::Duration;
 
-use cdc_config::TlsMode;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use cdc_config::{PgTlsConfig, RefreshingSecret};
+use deadpool_postgres::{Connect, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use secrecy::{ExposeSecret, SecretString};
+use tokio::task::JoinHandle;
 
+use super::tls::{MakeRustlsConnect, client_config, ssl_mode};
 use crate::error::Error;
 
 /// Resolved connection settings (the URL is a secret: never logged).
@@ -17,7 +23,13 @@ pub struct PgSettings {
     pub pool_size: usize,
     pub connect_timeout_ms: u64,
     pub statement_timeout_ms: u64,
-    pub tls: TlsMode,
+    pub tls: PgTlsConfig,
+    /// When set, each new connection takes the URL's current value from here (`url` is its
+    /// value at start).
+    pub url_source: Option<RefreshingSecret>,
+    /// Where these settings come from in `pipeline.yaml` (e.g. `sinks.postgres.destination`),
+    /// named in errors.
+    pub config_key: String,
 }
 
 impl PgSettings {
@@ -29,19 +41,26 @@ impl PgSettings {
             pool_size: 8,
             connect_timeout_ms: 10_000,
             statement_timeout_ms: 30_000,
-            tls: TlsMode::Prefer,
+            tls: PgTlsConfig::default(),
+            url_source: None,
+            config_key: "postgres destination".to_owned(),
         }
     }
 
-    /// Builds the pool (no connection is opened until first use).
-    pub fn pool(&self) -> Result<Pool, Error> {
+    /// The connection config of a URL with these settings' overrides applied.
+    fn connection_config(&self, url: &SecretString) -> Result<tokio_postgres::Config, Error> {
         let mut cfg: tokio_postgres::Config =
-            self.url
-                .expose_secret()
-                .parse()
-                .map_err(|_| Error::Config {
-                    reason: "the PostgreSQL URL does not parse (value not shown)".into(),
-                })?;
+            url.expose_secret().parse().map_err(|_| Error::Config {
+                reason: format!(
+                    "{}.url: the PostgreSQL URL does not parse (value not shown)",
+                    self.config_key
+                ),
+            })?;
+        self.apply_overrides(&mut cfg);
+        Ok(cfg)
+    }
+
+    fn apply_overrides(&self, cfg: &mut tokio_postgres::Config) {
         if let Some(db) = &self.database {
             cfg.dbname(db);
         }
@@ -51,16 +70,24 @@ impl PgSettings {
             self.statement_timeout_ms
         ));
         cfg.application_name("cdc-sink");
-        if self.tls == TlsMode::Require {
-            // This build links no TLS connector for PostgreSQL yet.
-            return Err(Error::Config {
-                reason: "tls: require is not supported by this build (use disable or prefer)"
-                    .into(),
-            });
-        }
-        let manager = Manager::from_config(
+        cfg.ssl_mode(ssl_mode(self.tls.mode));
+    }
+
+    /// Builds the pool (no connection is opened until first use). Fails when the URL does not
+    /// parse or the TLS settings are unusable (e.g. an unreadable `ca_file`), naming the key.
+    pub fn pool(&self) -> Result<Pool, Error> {
+        let cfg = self.connection_config(&self.url)?;
+        let tls = MakeRustlsConnect::new(client_config(
+            &self.tls,
+            &format!("{}.tls", self.config_key),
+        )?);
+        let connect = PgConnect {
+            settings: self.clone(),
+            tls,
+        };
+        let manager = Manager::from_connect(
             cfg,
-            tokio_postgres::NoTls,
+            connect,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -72,7 +99,52 @@ impl PgSettings {
             .create_timeout(Some(Duration::from_millis(self.connect_timeout_ms)))
             .build()
             .map_err(|e| Error::Config {
-                reason: format!("PostgreSQL pool: {e}"),
+                reason: format!("{}: PostgreSQL pool: {e}", self.config_key),
             })
+    }
+}
+
+/// Opens the pool's connections: TLS per the settings, URL from the refreshing secret if any.
+struct PgConnect {
+    settings: PgSettings,
+    tls: MakeRustlsConnect,
+}
+
+type ConnectFuture<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error>,
+            > + Send
+            + 'a,
+    >,
+>;
+
+impl Connect for PgConnect {
+    fn connect(&self, pg_config: &tokio_postgres::Config) -> ConnectFuture<'_> {
+        let cfg = match &self.settings.url_source {
+            Some(source) => match self.settings.connection_config(&source.current()) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    // A rotated value that does not parse: keep the last one that did.
+                    tracing::warn!(
+                        reference = %source.reference(),
+                        error = %e,
+                        "Refreshed PostgreSQL URL does not parse; connecting with the previous one"
+                    );
+                    pg_config.clone()
+                }
+            },
+            None => pg_config.clone(),
+        };
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let (client, connection) = cfg.connect(tls).await?;
+            let task = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "PostgreSQL connection closed with an error");
+                }
+            });
+            Ok((client, task))
+        })
     }
 }

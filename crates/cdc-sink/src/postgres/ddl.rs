@@ -37,6 +37,9 @@ pub struct ChangesLayout {
     pub chunk_interval_secs: u64,
     /// Retention on `t_changes`, seconds.
     pub retention_secs: Option<u64>,
+    /// TimescaleDB: `keyspace.table` → key column partitioning its state table as a hypertable
+    /// (`crate::timescaledb`); other tables keep a plain state table.
+    pub state_time_columns: std::collections::BTreeMap<String, String>,
 }
 
 /// A static or regular column as the table stores it.
@@ -208,6 +211,133 @@ pub fn add_value_column(relation: &str, c: &ColumnDef, bookkeeping: bool) -> Vec
         }
     }
     out.insert(0, format!("ALTER TABLE {relation} {}", parts.join(", ")));
+    out
+}
+
+/// The prefix of archived columns: `_cdc_old<n>__<column>` holds what `<column>` held before
+/// its `n`-th type change (Cassandra: DROP then ADD with another type). Hidden (`_cdc_`), so the
+/// live view never shows it.
+const ARCHIVE_PREFIX: &str = "_cdc_old";
+
+/// The archive name of `column` (a value or bookkeeping column) for type change `n`.
+pub fn archive_name(n: u32, column: &str) -> String {
+    format!("{ARCHIVE_PREFIX}{n}__{column}")
+}
+
+/// `(n, column)` of an archive name made by [`archive_name`].
+pub fn parse_archive_name(name: &str) -> Option<(u32, &str)> {
+    let rest = name.strip_prefix(ARCHIVE_PREFIX)?;
+    let (n, column) = rest.split_once("__")?;
+    Some((n.parse().ok()?, column))
+}
+
+/// The columns storing `column` in a table (`bookkeeping`: the state tables; else the changes
+/// hypertable, value only), among `existing` ones.
+pub fn storage_columns(column: &str, bookkeeping: bool, existing: &[String]) -> Vec<String> {
+    let mut names = vec![column.to_owned()];
+    if bookkeeping {
+        names.extend([
+            writetime_column(column),
+            expiry_column(column),
+            cells_column(column),
+            collection_deletion_column(column),
+        ]);
+    }
+    names.retain(|n| existing.contains(n));
+    names
+}
+
+/// The statements moving `column` (and its bookkeeping columns, `storage`) to archive `n`.
+pub fn archive_column(relation: &str, n: u32, storage: &[String]) -> Vec<String> {
+    storage
+        .iter()
+        .map(|c| {
+            format!(
+                "ALTER TABLE {relation} RENAME COLUMN {} TO {}",
+                ident(c),
+                ident(&archive_name(n, c))
+            )
+        })
+        .collect()
+}
+
+/// The comment recording the CQL type a re-created column was made for (`cdc:type:<cql>`).
+pub fn type_comment(relation: &str, c: &ColumnDef) -> String {
+    format!(
+        "COMMENT ON COLUMN {relation}.{} IS '{}'",
+        ident(&c.name),
+        format!("{TYPE_COMMENT_PREFIX}{}", c.cql_type).replace('\'', "''")
+    )
+}
+
+/// Prefix of [`type_comment`].
+pub const TYPE_COMMENT_PREFIX: &str = "cdc:type:";
+
+/// What the PostgreSQL layout does with one value column of a shape, given the column's current
+/// type in the table and the types archived for it (all as `regtype` text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnAction {
+    /// Missing: add it.
+    Add,
+    /// Present with the wanted type.
+    Keep,
+    /// Present with another type that an earlier type change archived: the events are older
+    /// than the change (their cells are dead in Cassandra); write with the table's type.
+    Stale,
+    /// Present with another type: archive the column as number `n`, add it again.
+    Archive(u32),
+}
+
+/// Decides [`ColumnAction`] for `column` wanting type `wanted`, from the described table
+/// (`(name, regtype)` of every column).
+pub fn column_action(column: &str, wanted: &str, described: &[(String, String)]) -> ColumnAction {
+    let Some((_, current)) = described.iter().find(|(n, _)| n == column) else {
+        return ColumnAction::Add;
+    };
+    if current == wanted {
+        return ColumnAction::Keep;
+    }
+    let archives: Vec<(u32, &str)> = described
+        .iter()
+        .filter_map(|(n, t)| {
+            parse_archive_name(n)
+                .filter(|(_, c)| *c == column)
+                .map(|(i, _)| (i, t.as_str()))
+        })
+        .collect();
+    if archives.iter().any(|(_, t)| *t == wanted) {
+        return ColumnAction::Stale;
+    }
+    ColumnAction::Archive(archives.iter().map(|(i, _)| *i).max().unwrap_or(0) + 1)
+}
+
+/// The schema the relations of a dropped incarnation of `keyspace.table` (Cassandra table id
+/// `old_id`) are moved to: `<schema>_dropped_<first 8 hex digits of the id>` (at most 63 bytes).
+pub fn retired_schema(keyspace: &str, old_id: uuid::Uuid) -> String {
+    let hex = old_id.simple().to_string();
+    let mut base = super::naming::schema_name(keyspace);
+    base.truncate(63 - "_dropped_".len() - 8);
+    format!("{base}_dropped_{}", &hex[..8])
+}
+
+/// The statements retiring the relations of `keyspace.table` (DROP TABLE in Cassandra, then a
+/// table of the same name created): the view dropped, every table moved (with its indexes and
+/// constraints) to [`retired_schema`], kept for people, never read again.
+pub fn retire_statements(keyspace: &str, table: &str, old_id: uuid::Uuid) -> Vec<String> {
+    let target = ident(&retired_schema(keyspace, old_id));
+    let mut out = vec![
+        format!("CREATE SCHEMA IF NOT EXISTS {target}"),
+        format!("DROP VIEW IF EXISTS {}", live_view(keyspace, table)),
+    ];
+    for rel in [
+        state_table(keyspace, table),
+        static_table(keyspace, table),
+        partition_deletes_table(keyspace, table),
+        range_deletes_table(keyspace, table),
+        super::naming::changes_table(keyspace, table),
+    ] {
+        out.push(format!("ALTER TABLE IF EXISTS {rel} SET SCHEMA {target}"));
+    }
     out
 }
 
@@ -383,6 +513,69 @@ mod tests {
             alter.join("; "),
             "ALTER TABLE \"ks\".\"t_state\" ADD COLUMN IF NOT EXISTS \"v\" bigint, ADD COLUMN IF NOT EXISTS \"_cdc_wt__v\" bigint, ADD COLUMN IF NOT EXISTS \"_cdc_exp__v\" timestamptz"
         );
+    }
+
+    #[test]
+    fn type_changes_archive_the_old_column_once() {
+        let d = |cols: &[(&str, &str)]| -> Vec<(String, String)> {
+            cols.iter()
+                .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+                .collect()
+        };
+        let table = d(&[("id", "integer"), ("c", "text"), ("_cdc_wt__c", "bigint")]);
+        assert_eq!(column_action("n", "text", &table), ColumnAction::Add);
+        assert_eq!(column_action("c", "text", &table), ColumnAction::Keep);
+        assert_eq!(
+            column_action("c", "bytea", &table),
+            ColumnAction::Archive(1)
+        );
+        let existing: Vec<String> = table.iter().map(|(n, _)| n.clone()).collect();
+        let storage = storage_columns("c", true, &existing);
+        assert_eq!(storage, ["c", "_cdc_wt__c"]);
+        assert_eq!(
+            archive_column("\"ks\".\"t_state\"", 1, &storage),
+            [
+                "ALTER TABLE \"ks\".\"t_state\" RENAME COLUMN \"c\" TO \"_cdc_old1__c\"",
+                "ALTER TABLE \"ks\".\"t_state\" RENAME COLUMN \"_cdc_wt__c\" TO \"_cdc_old1___cdc_wt__c\""
+            ]
+        );
+        // After the change: c is bytea, the text column archived. Old events still say text.
+        let after = d(&[
+            ("c", "bytea"),
+            ("_cdc_old1__c", "text"),
+            ("_cdc_old1___cdc_wt__c", "bigint"),
+        ]);
+        assert_eq!(column_action("c", "text", &after), ColumnAction::Stale);
+        assert_eq!(column_action("c", "bytea", &after), ColumnAction::Keep);
+        assert_eq!(
+            column_action("c", "bigint", &after),
+            ColumnAction::Archive(2)
+        );
+        assert_eq!(
+            parse_archive_name("_cdc_old1___cdc_wt__c"),
+            Some((1, "_cdc_wt__c"))
+        );
+        assert_eq!(parse_archive_name("_cdc_wt__c"), None);
+    }
+
+    #[test]
+    fn retiring_moves_every_relation_to_a_dropped_schema() {
+        let id = uuid::Uuid::from_u128(0xabcdef12_0000_1000_8000_000000000000);
+        assert_eq!(retired_schema("ks", id), "ks_dropped_abcdef12");
+        assert_eq!(retired_schema("pg_x", id), "cdc_pg_x_dropped_abcdef12");
+        let stmts = retire_statements("ks", "t", id);
+        assert_eq!(
+            stmts[0],
+            "CREATE SCHEMA IF NOT EXISTS \"ks_dropped_abcdef12\""
+        );
+        assert_eq!(stmts[1], "DROP VIEW IF EXISTS \"ks\".\"t\"");
+        assert!(
+            stmts.contains(
+                &"ALTER TABLE IF EXISTS \"ks\".\"t_state\" SET SCHEMA \"ks_dropped_abcdef12\""
+                    .to_owned()
+            )
+        );
+        assert_eq!(stmts.len(), 7);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod ddl;
 pub mod merge;
 pub mod naming;
 pub mod offsets;
+pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -28,16 +29,32 @@ use ddl::ChangesLayout;
 use merge::{Encoded, enc_epoch_micros, enc_i64};
 use naming::{changes_table, ident, partition_deletes_table, range_deletes_table, state_table};
 
-use crate::destination::{Destination, TableBatch, TableShape, WriteOutcome};
+use crate::destination::{ColumnDef, Destination, TableBatch, TableShape, WriteOutcome};
 use crate::error::Error;
+use crate::evolution::ColumnPlan;
 
 /// The PostgreSQL (and TimescaleDB) adapter.
 pub struct PostgresDestination {
     name: String,
     pool: Pool,
     changes: ChangesLayout,
-    /// Columns known to exist per `(keyspace, table)`.
-    known: Mutex<HashMap<(String, String), HashSet<String>>>,
+    /// What the last `ensure_table` found per `(keyspace, table)`.
+    known: Mutex<HashMap<(String, String), Known>>,
+    /// `auto_migrate`: add new columns and re-create retyped ones (else skip them, warning).
+    auto_migrate: bool,
+}
+
+/// The prepared state of one table.
+#[derive(Debug, Clone, Default)]
+struct Known {
+    /// `(column, PostgreSQL type as the shape asks)` pairs that need no DDL.
+    ready: HashSet<(String, &'static str)>,
+    /// Columns to retype or leave out when writing (see `crate::evolution`).
+    plans: HashMap<String, ColumnPlan>,
+    /// The Cassandra table id the tables hold (comment on the state table), when recorded.
+    table_id: Option<uuid::Uuid>,
+    /// The last shape's primary key differs from the tables' (another incarnation).
+    key_mismatch: bool,
 }
 
 impl std::fmt::Debug for PostgresDestination {
@@ -74,7 +91,16 @@ impl PostgresDestination {
             pool: settings.pool()?,
             changes,
             known: Mutex::new(HashMap::new()),
+            auto_migrate: true,
         })
+    }
+
+    /// Sets `auto_migrate` (default true): with `false`, columns the tables lack and columns
+    /// whose type changed are not written (a warning names them) instead of being added or
+    /// re-created. Tables are still created on first sight.
+    pub fn with_auto_migrate(mut self, on: bool) -> Self {
+        self.auto_migrate = on;
+        self
     }
 
     /// The connection pool (tests read the destination through it).
@@ -82,7 +108,7 @@ impl PostgresDestination {
         &self.pool
     }
 
-    fn known_columns(&self, shape: &TableShape) -> Option<HashSet<String>> {
+    fn known(&self, shape: &TableShape) -> Option<Known> {
         self.known
             .lock()
             .ok()?
@@ -90,11 +116,153 @@ impl PostgresDestination {
             .cloned()
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
-        self.pool
-            .get()
+    /// Describes `relation`'s columns, archives those whose type differs from the shape's (a
+    /// Cassandra DROP and re-ADD with another type), adds the missing ones. Returns the plans of
+    /// columns whose events are older than a type change.
+    #[allow(clippy::too_many_arguments)]
+    async fn evolve_columns(
+        &self,
+        tx: &Transaction<'_>,
+        shape: &TableShape,
+        relation: &str,
+        columns: &[&ColumnDef],
+        bookkeeping: bool,
+        new_table: bool,
+        ready: &mut HashSet<(String, &'static str)>,
+        plans: &mut HashMap<String, ColumnPlan>,
+    ) -> Result<(), Error> {
+        if columns.is_empty() {
+            return Ok(());
+        }
+        let rows = tx
+            .query(
+                "SELECT a.attname::text, a.atttypid::regtype::text, col_description(a.attrelid, a.attnum) \
+                 FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 \
+                 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[&relation],
+            )
             .await
-            .map_err(|source| Error::Pool { source })
+            .map_err(pg("describe", relation))?;
+        let described: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let comments: HashMap<String, String> = rows
+            .iter()
+            .filter_map(|r| Some((r.get::<_, String>(0), r.get::<_, Option<String>>(2)?)))
+            .collect();
+        let names: Vec<String> = described.iter().map(|(n, _)| n.clone()).collect();
+        let wanted: Vec<String> = columns
+            .iter()
+            .map(|c| pg_type(&c.cql_type).sql_name().to_owned())
+            .collect();
+        let normalised = tx
+            .query(
+                "SELECT t::regtype::text FROM unnest($1::text[]) WITH ORDINALITY AS u(t, i) ORDER BY i",
+                &[&wanted],
+            )
+            .await
+            .map_err(pg("describe", relation))?;
+        for (c, row) in columns.iter().zip(&normalised) {
+            let want: String = row.get(0);
+            let sql_name = pg_type(&c.cql_type).sql_name();
+            // The CQL type a re-created column was made for (absent for never-changed ones).
+            let recreated_for = comments
+                .get(&c.name)
+                .and_then(|t| t.strip_prefix(ddl::TYPE_COMMENT_PREFIX))
+                .and_then(|t| cdc_model::CqlType::parse(t).ok());
+            let mut action = ddl::column_action(&c.name, &want, &described);
+            // A table created by this very call takes every column of its first shape.
+            if !self.auto_migrate
+                && !new_table
+                && matches!(
+                    action,
+                    ddl::ColumnAction::Add | ddl::ColumnAction::Archive(_)
+                )
+            {
+                tracing::warn!(
+                    destination = %self.name,
+                    table = %format!("{}.{}", shape.keyspace, shape.table),
+                    relation,
+                    column = %c.name,
+                    cql_type = %c.cql_type,
+                    existing_type = %described
+                        .iter()
+                        .find(|(n, _)| *n == c.name)
+                        .map_or("none", |(_, t)| t.as_str()),
+                    "auto_migrate is off: the column is not added or re-created, its cells are \
+                     not written"
+                );
+                plans.insert(c.name.clone(), ColumnPlan::Skip);
+                action = ddl::ColumnAction::Keep;
+            }
+            match action {
+                ddl::ColumnAction::Keep => {
+                    if let Some(t) = recreated_for
+                        && !plans.contains_key(&c.name)
+                    {
+                        plans.insert(c.name.clone(), ColumnPlan::Retype(t));
+                    }
+                }
+                ddl::ColumnAction::Add => {
+                    for s in ddl::add_value_column(relation, c, bookkeeping) {
+                        tx.batch_execute(&s).await.map_err(pg("alter", relation))?;
+                    }
+                }
+                ddl::ColumnAction::Stale => {
+                    tracing::warn!(
+                        destination = %self.name,
+                        table = %format!("{}.{}", shape.keyspace, shape.table),
+                        column = %c.name,
+                        event_type = %c.cql_type,
+                        "Events written before the column's type changed in Cassandra: their \
+                         cells of this column are dead there and are not written"
+                    );
+                    plans.insert(
+                        c.name.clone(),
+                        recreated_for.map_or(ColumnPlan::Skip, ColumnPlan::Retype),
+                    );
+                }
+                ddl::ColumnAction::Archive(n) => {
+                    let old = described
+                        .iter()
+                        .find(|(name, _)| *name == c.name)
+                        .map(|(_, t)| t.clone())
+                        .unwrap_or_default();
+                    let storage = ddl::storage_columns(&c.name, bookkeeping, &names);
+                    for s in ddl::archive_column(relation, n, &storage) {
+                        tx.batch_execute(&s)
+                            .await
+                            .map_err(pg("archive", relation))?;
+                    }
+                    for s in ddl::add_value_column(relation, c, bookkeeping) {
+                        tx.batch_execute(&s).await.map_err(pg("alter", relation))?;
+                    }
+                    tx.batch_execute(&ddl::type_comment(relation, c))
+                        .await
+                        .map_err(pg("alter", relation))?;
+                    plans.insert(c.name.clone(), ColumnPlan::Retype(c.cql_type.clone()));
+                    tracing::warn!(
+                        destination = %self.name,
+                        table = %format!("{}.{}", shape.keyspace, shape.table),
+                        relation,
+                        column = %c.name,
+                        old_type = %old,
+                        new_type = %want,
+                        cql_type = %c.cql_type,
+                        archived_as = %ddl::archive_name(n, &c.name),
+                        "Column type changed in Cassandra (drop and re-add): old values kept in \
+                         the archived column, the column re-created with the new type"
+                    );
+                }
+            }
+            ready.insert((c.name.clone(), sql_name));
+        }
+        Ok(())
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
+        self.pool.get().await.map_err(|source| Error::Pool {
+            destination: self.name.clone(),
+            source,
+        })
     }
 
     async fn ensure_table(&self, shape: &TableShape) -> Result<(), Error> {
@@ -109,6 +277,68 @@ impl PostgresDestination {
         )
         .await
         .map_err(pg("lock", &state))?;
+        // The offsets of record must exist before the first batch of any table commits.
+        tx.batch_execute(&offsets::create_table())
+            .await
+            .map_err(pg("create", naming::OFFSETS_TABLE))?;
+        let new_table: bool = tx
+            .query_one("SELECT to_regclass($1) IS NULL", &[&state])
+            .await
+            .map_err(pg("describe", &state))?
+            .get(0);
+        let mut table_id = None;
+        if !new_table {
+            let comment: Option<String> = tx
+                .query_one(
+                    "SELECT obj_description(to_regclass($1), 'pg_class')",
+                    &[&state],
+                )
+                .await
+                .map_err(pg("describe", &state))?
+                .get(0);
+            table_id = comment
+                .as_deref()
+                .and_then(|c| c.strip_prefix(crate::evolution::TABLE_ID_COMMENT_PREFIX))
+                .and_then(|id| uuid::Uuid::parse_str(id).ok());
+            // A shape whose primary key differs from the table's is of another incarnation
+            // (DROP TABLE and CREATE TABLE in Cassandra): `write_batch` retires the old tables
+            // by table id; no DDL here.
+            let rows = tx
+                .query(
+                    "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a \
+                     ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+                     WHERE i.indrelid = to_regclass($1) AND i.indisprimary",
+                    &[&state],
+                )
+                .await
+                .map_err(pg("describe", &state))?;
+            let existing: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+            let wanted: HashSet<String> = shape
+                .partition_key()
+                .into_iter()
+                .chain(shape.clustering_key())
+                .map(|c| c.name.clone())
+                .collect();
+            if existing != wanted {
+                tracing::info!(
+                    destination = %self.name,
+                    table = %format!("{}.{}", shape.keyspace, shape.table),
+                    "The events' primary key differs from the destination table's: another \
+                     incarnation of the table (DROP and CREATE TABLE); decided per batch"
+                );
+                if let Ok(mut known) = self.known.lock() {
+                    known.insert(
+                        (shape.keyspace.clone(), shape.table.clone()),
+                        Known {
+                            table_id,
+                            key_mismatch: true,
+                            ..Known::default()
+                        },
+                    );
+                }
+                return Ok(());
+            }
+        }
         let mut stmts = vec![format!(
             "CREATE SCHEMA IF NOT EXISTS {}",
             naming::schema(&shape.keyspace)
@@ -126,18 +356,44 @@ impl PostgresDestination {
         for s in &stmts {
             tx.batch_execute(s).await.map_err(pg("create", &state))?;
         }
+        let view = naming::live_view(&shape.keyspace, &shape.table);
+        // Archiving renames columns the view reads: drop it first (rebuilt below).
+        tx.batch_execute(&format!("DROP VIEW IF EXISTS {view}"))
+            .await
+            .map_err(pg("drop view", &view))?;
+        let mut ready: HashSet<(String, &'static str)> = shape
+            .partition_key()
+            .into_iter()
+            .chain(shape.clustering_key())
+            .map(|c| (c.name.clone(), pg_type(&c.cql_type).sql_name()))
+            .collect();
+        let mut plans = HashMap::new();
         for (relation, columns) in [
             (&state, shape.regular_columns()),
             (&statics, shape.static_columns()),
         ] {
-            for c in columns {
-                for s in ddl::add_value_column(relation, c, true) {
-                    tx.batch_execute(&s).await.map_err(pg("alter", relation))?;
-                }
-            }
+            self.evolve_columns(
+                &tx, shape, relation, &columns, true, new_table, &mut ready, &mut plans,
+            )
+            .await?;
         }
         if self.changes.enabled {
+            crate::timescaledb::ensure_state_hypertable(&tx, shape, &self.changes).await?;
             self.ensure_changes(&tx, shape).await?;
+            let rel = changes_table(&shape.keyspace, &shape.table);
+            let mut changes_ready = HashSet::new();
+            let mut changes_plans = HashMap::new();
+            self.evolve_columns(
+                &tx,
+                shape,
+                &rel,
+                &shape.value_columns(),
+                false,
+                new_table,
+                &mut changes_ready,
+                &mut changes_plans,
+            )
+            .await?;
         }
         // The view lists every value column the tables have (also those no longer in the
         // shape), in table order.
@@ -147,7 +403,6 @@ impl PostgresDestination {
             .chain(shape.clustering_key())
             .map(|c| c.name.clone())
             .collect();
-        let mut all = HashSet::new();
         let mut described = Vec::new();
         for relation in [&state, &statics] {
             let rows = tx
@@ -161,21 +416,24 @@ impl PostgresDestination {
                 .map_err(pg("describe", relation))?;
             let cols: Vec<(String, Option<String>)> =
                 rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-            all.extend(cols.iter().map(|(n, _)| n.clone()));
             described.push(ddl::value_columns(&cols, &keys));
         }
         let static_values = described.pop().unwrap_or_default();
         let values = described.pop().unwrap_or_default();
-        let view = naming::live_view(&shape.keyspace, &shape.table);
-        tx.batch_execute(&format!("DROP VIEW IF EXISTS {view}"))
-            .await
-            .map_err(pg("drop view", &view))?;
         tx.batch_execute(&ddl::create_view(shape, &values, &static_values))
             .await
             .map_err(pg("create view", &view))?;
         tx.commit().await.map_err(pg("commit", &state))?;
         if let Ok(mut known) = self.known.lock() {
-            known.insert((shape.keyspace.clone(), shape.table.clone()), all);
+            known.insert(
+                (shape.keyspace.clone(), shape.table.clone()),
+                Known {
+                    ready,
+                    plans,
+                    table_id,
+                    key_mismatch: false,
+                },
+            );
         }
         Ok(())
     }
@@ -233,15 +491,147 @@ impl PostgresDestination {
             .await
             .map_err(pg("add_retention_policy", &rel))?;
         }
-        for c in shape.value_columns() {
-            for s in ddl::add_value_column(&rel, c, false) {
-                tx.batch_execute(&s).await.map_err(pg("alter", &rel))?;
-            }
+        Ok(())
+    }
+
+    /// Records `id` as the incarnation the tables hold.
+    async fn claim(&self, shape: &TableShape, id: uuid::Uuid) -> Result<(), Error> {
+        let state = state_table(&shape.keyspace, &shape.table);
+        let client = self.client().await?;
+        client
+            .batch_execute(&format!(
+                "COMMENT ON TABLE {state} IS '{}{id}'",
+                crate::evolution::TABLE_ID_COMMENT_PREFIX
+            ))
+            .await
+            .map_err(pg("comment", &state))?;
+        if let Ok(mut known) = self.known.lock()
+            && let Some(k) = known.get_mut(&(shape.keyspace.clone(), shape.table.clone()))
+        {
+            k.table_id = Some(id);
         }
         Ok(())
     }
 
+    /// DROP TABLE + CREATE TABLE in Cassandra: the events' table id tells the incarnation. A
+    /// newer one than the tables hold retires them ([`ddl::retire_statements`]) and creates
+    /// fresh ones; events of older incarnations (dead in Cassandra) are left out. Returns the
+    /// batch to write and the original index of each of its events, when it differs.
+    async fn select_incarnation(
+        &self,
+        batch: &TableBatch,
+    ) -> Result<Option<(TableBatch, Vec<usize>)>, Error> {
+        let shape = &batch.shape;
+        let ids = crate::evolution::batch_incarnations(batch);
+        let Some(&newest) = ids.last() else {
+            return Ok(None);
+        };
+        if self.known(shape).is_none() {
+            self.ensure_table(shape).await?;
+        }
+        let known = self.known(shape);
+        let current = known.as_ref().and_then(|k| k.table_id);
+        // Keys differ and no id recorded (tables from before ids were recorded): retire them.
+        let current = match (current, known.as_ref().is_some_and(|k| k.key_mismatch)) {
+            (None, true) => Some(uuid::Uuid::nil()),
+            (c, _) => c,
+        };
+        let keep = match current {
+            None => {
+                if self.known(shape).is_some() {
+                    self.claim(shape, newest).await?;
+                }
+                newest
+            }
+            Some(cur)
+                if crate::evolution::is_newer_incarnation(cur, newest)
+                    || (cur.is_nil() && !newest.is_nil()) =>
+            {
+                let mut client = self.client().await?;
+                let state = state_table(&shape.keyspace, &shape.table);
+                let tx = client.transaction().await.map_err(pg("begin", &state))?;
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('cdc_sink_ddl'))",
+                    &[],
+                )
+                .await
+                .map_err(pg("lock", &state))?;
+                // Another sink instance may have retired them already (under the same lock).
+                let holder: Option<String> = tx
+                    .query_one(
+                        "SELECT obj_description(to_regclass($1), 'pg_class')",
+                        &[&state],
+                    )
+                    .await
+                    .map_err(pg("describe", &state))?
+                    .get(0);
+                let done = holder
+                    .as_deref()
+                    .and_then(|c| c.strip_prefix(crate::evolution::TABLE_ID_COMMENT_PREFIX))
+                    .and_then(|id| uuid::Uuid::parse_str(id).ok())
+                    == Some(newest);
+                if !done {
+                    for s in ddl::retire_statements(&shape.keyspace, &shape.table, cur) {
+                        tx.batch_execute(&s).await.map_err(pg("retire", &state))?;
+                    }
+                }
+                tx.commit().await.map_err(pg("commit", &state))?;
+                if done {
+                    if let Ok(mut known) = self.known.lock() {
+                        known.remove(&(shape.keyspace.clone(), shape.table.clone()));
+                    }
+                    self.ensure_table(shape).await?;
+                    return Ok(crate::evolution::only_incarnation(batch, newest));
+                }
+                tracing::warn!(
+                    destination = %self.name,
+                    table = %format!("{}.{}", shape.keyspace, shape.table),
+                    old_table_id = %cur,
+                    new_table_id = %newest,
+                    retired_to = %ddl::retired_schema(&shape.keyspace, cur),
+                    "Table dropped and re-created in Cassandra: the old tables moved aside, new \
+                     ones created"
+                );
+                if let Ok(mut known) = self.known.lock() {
+                    known.remove(&(shape.keyspace.clone(), shape.table.clone()));
+                }
+                self.ensure_table(shape).await?;
+                self.claim(shape, newest).await?;
+                newest
+            }
+            Some(cur) => cur,
+        };
+        let filtered = crate::evolution::only_incarnation(batch, keep);
+        if let Some((b, _)) = &filtered {
+            tracing::info!(
+                destination = %self.name,
+                table = %format!("{}.{}", shape.keyspace, shape.table),
+                events = batch.events.len() - b.events.len(),
+                "Events of a dropped incarnation of the table left out (dead in Cassandra)"
+            );
+        }
+        Ok(filtered)
+    }
+
     async fn apply(&self, group: &str, batch: &TableBatch) -> Result<WriteOutcome, Error> {
+        // Columns whose type changed in Cassandra after these events were written.
+        let plans = self
+            .known(&batch.shape)
+            .map(|k| k.plans)
+            .unwrap_or_default();
+        let restricted = crate::evolution::restrict_batch(batch, &plans);
+        let batch = match &restricted {
+            Some((b, skipped)) => {
+                crate::evolution::warn_skipped(
+                    &self.name,
+                    &b.shape.keyspace,
+                    &b.shape.table,
+                    skipped,
+                );
+                b
+            }
+            None => batch,
+        };
         let shape = &batch.shape;
         let reduced = merge::reduce(shape, &batch.events);
         if !reduced.rejections.is_empty() {
@@ -549,16 +939,45 @@ impl Destination for PostgresDestination {
     }
 
     async fn check_health(&self) -> Result<(), Error> {
-        let client = self.client().await?;
-        client
-            .batch_execute(&offsets::create_table())
+        let mut client = self.client().await?;
+        let exists: bool = client
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&naming::OFFSETS_TABLE],
+            )
             .await
-            .map_err(pg("create", naming::OFFSETS_TABLE))
+            .map_err(pg("describe", naming::OFFSETS_TABLE))?
+            .get(0);
+        if exists {
+            return Ok(());
+        }
+        // Concurrent `CREATE TABLE IF NOT EXISTS` can fail on the catalog's unique index: take
+        // the same lock as table DDL.
+        let tx = client
+            .transaction()
+            .await
+            .map_err(pg("begin", naming::OFFSETS_TABLE))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('cdc_sink_ddl'))",
+            &[],
+        )
+        .await
+        .map_err(pg("lock", naming::OFFSETS_TABLE))?;
+        tx.batch_execute(&offsets::create_table())
+            .await
+            .map_err(pg("create", naming::OFFSETS_TABLE))?;
+        tx.commit()
+            .await
+            .map_err(pg("commit", naming::OFFSETS_TABLE))
     }
 
     async fn prepare_table(&self, shape: &TableShape) -> Result<(), Error> {
-        if let Some(known) = self.known_columns(shape)
-            && shape.columns.iter().all(|c| known.contains(&c.name))
+        if let Some(known) = self.known(shape)
+            && shape.columns.iter().all(|c| {
+                known
+                    .ready
+                    .contains(&(c.name.clone(), pg_type(&c.cql_type).sql_name()))
+            })
         {
             return Ok(());
         }
@@ -575,7 +994,21 @@ impl Destination for PostgresDestination {
     }
 
     async fn write_batch(&self, group: &str, batch: &TableBatch) -> Result<WriteOutcome, Error> {
-        self.apply(group, batch).await
+        match self.select_incarnation(batch).await? {
+            None => self.apply(group, batch).await,
+            Some((kept, map)) => match self.apply(group, &kept).await? {
+                WriteOutcome::Rejected(rejections) => Ok(WriteOutcome::Rejected(
+                    rejections
+                        .into_iter()
+                        .map(|r| crate::destination::Rejection {
+                            index: map.get(r.index).copied().unwrap_or(r.index),
+                            reason: r.reason,
+                        })
+                        .collect(),
+                )),
+                written => Ok(written),
+            },
+        }
     }
 
     async fn rewind_offsets(

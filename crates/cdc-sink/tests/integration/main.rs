@@ -5,6 +5,8 @@
 mod common;
 
 mod cassandra_semantics;
+mod evolution;
 mod framework;
 mod postgres;
+mod timescale_hypertable;
 mod typemap_pg;

@@ -398,3 +398,338 @@ async fn postgres_error_text_withholds_row_values() {
     );
     assert_eq!(e.class(), cdc_model::ErrorClass::Poison);
 }
+
+// ---------- TLS (`sinks.<pg>.destination.tls`) against the stack's servers ----------
+
+/// The DEV ONLY CA of a stack component's certificate (dev/components/postgres.sh writes
+/// `CDC_POSTGRES_CA_FILE` / `CDC_TIMESCALE_CA_FILE` into `.stack/env`).
+fn stack_ca(stack: &StackEnv, component: &str, var: &str) -> std::path::PathBuf {
+    let ca = stack
+        .all
+        .get(var)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            stack
+                .all
+                .get("CDC_STACK_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| cdc_testkit::stack::repo_root().join(".stack"))
+                .join(component)
+                .join("tls")
+                .join("ca.crt")
+        });
+    assert!(
+        ca.is_file(),
+        "{} missing: run `make stack-up` (the stack's PostgreSQL servers have TLS on)",
+        ca.display()
+    );
+    ca
+}
+
+/// Loads a `sinks:` block the way the services do and builds the destination from it.
+async fn destination_from_yaml(sinks_yaml: &str) -> Result<PostgresDestination, cdc_sink::Error> {
+    let config = cdc_config::load_str("tls-test.yaml", sinks_yaml, Vec::new())
+        .unwrap_or_else(|e| panic!("config: {e}"));
+    let resolver = cdc_config::SecretResolver::new(&config.secrets);
+    if let Some(pg) = &config.sinks.postgres {
+        let s = cdc_sink::settings::postgres_settings(&pg.destination, &resolver).await?;
+        return PostgresDestination::new(&s);
+    }
+    let ts = config.sinks.timescaledb.as_ref().expect("a pg block");
+    let (s, o) = cdc_sink::settings::timescale_settings(&ts.destination, &resolver).await?;
+    timescale_destination(&s, &o)
+}
+
+/// Whether the destination's pooled connection runs over TLS (`pg_stat_ssl`).
+async fn uses_tls(d: &PostgresDestination) -> bool {
+    let client = d.pool().get().await.expect("pooled connection");
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl")
+        .get(0)
+}
+
+/// Every TLS mode against the stack's servers (TLS on, DEV ONLY CA): `disable` stays plain,
+/// `require`/`verify-ca`/`verify-full` encrypt, a certificate from another CA is refused with an
+/// error naming the destination, an unreadable CA file is named by its key; and the configured
+/// statement timeout is the session's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_against_the_stack_servers() {
+    use cdc_sink::Destination;
+    let stack = StackEnv::load();
+    let pg_ca = stack_ca(&stack, "postgres", "CDC_POSTGRES_CA_FILE");
+    let ts_ca = stack_ca(&stack, "timescaledb", "CDC_TIMESCALE_CA_FILE");
+    let block = |kind: &str, url: &str, tls: &str| {
+        format!(
+            "sinks:\n  {kind}:\n    destination:\n      url: plain:{url}\n      tls: {tls}\n      statement_timeout_ms: 4321\n"
+        )
+    };
+
+    // disable: plain TCP; require: TLS without a CA; verify-full with the stack's CA: TLS and
+    // the certificate (127.0.0.1 is in its names) checked.
+    for (kind, url, ca, expect_tls) in [
+        ("postgres", &stack.postgres_url, &pg_ca, false),
+        ("postgres", &stack.postgres_url, &pg_ca, true),
+        ("timescaledb", &stack.timescale_url, &ts_ca, true),
+    ] {
+        let modes = if expect_tls {
+            vec![
+                "require".to_owned(),
+                format!("{{mode: verify-full, ca_file: {}}}", ca.display()),
+                format!("{{mode: verify-ca, ca_file: {}}}", ca.display()),
+            ]
+        } else {
+            vec!["disable".to_owned()]
+        };
+        for tls in modes {
+            let d = destination_from_yaml(&block(kind, url, &tls))
+                .await
+                .unwrap_or_else(|e| panic!("{kind} tls {tls}: {e}"));
+            d.check_health()
+                .await
+                .unwrap_or_else(|e| panic!("{kind} tls {tls}: {e}"));
+            assert_eq!(uses_tls(&d).await, expect_tls, "{kind} tls {tls}");
+            // `statement_timeout_ms` reaches the server as the session's statement_timeout.
+            let timeout: String = d
+                .pool()
+                .get()
+                .await
+                .expect("pooled connection")
+                .query_one("SHOW statement_timeout", &[])
+                .await
+                .expect("SHOW statement_timeout")
+                .get(0);
+            assert_eq!(timeout, "4321ms", "{kind} tls {tls}");
+        }
+    }
+
+    // verify-full against a CA that did not sign the server's certificate: refused, and the
+    // error names the destination.
+    let d = destination_from_yaml(&block(
+        "postgres",
+        &stack.postgres_url,
+        &format!("{{mode: verify-full, ca_file: {}}}", ts_ca.display()),
+    ))
+    .await
+    .expect("settings build");
+    let err = d
+        .check_health()
+        .await
+        .expect_err("a certificate from another CA is refused");
+    let text = format!("{err}");
+    let chain = {
+        let mut s = text.clone();
+        let mut source = std::error::Error::source(&err);
+        while let Some(e) = source {
+            s.push_str(&format!(": {e}"));
+            source = e.source();
+        }
+        s
+    };
+    assert!(text.contains("destination postgres"), "{text}");
+    assert!(
+        chain.contains("TLS") || chain.contains("certificate"),
+        "{chain}"
+    );
+
+    // An unreadable CA file fails when the pool is built, naming the key.
+    let err = destination_from_yaml(&block(
+        "timescaledb",
+        &stack.timescale_url,
+        "{mode: verify-full, ca_file: /nonexistent/cdc-test-ca.pem}",
+    ))
+    .await
+    .expect_err("missing CA file");
+    let text = err.to_string();
+    assert!(
+        text.contains("sinks.timescaledb.destination.tls.ca_file")
+            && text.contains("/nonexistent/cdc-test-ca.pem"),
+        "{text}"
+    );
+    assert_eq!(err.class(), cdc_model::ErrorClass::Fatal);
+}
+
+// ---------- secret rotation (`secrets.refresh_interval_secs`) against the real Vault dev server ----------
+
+const VAULT_ADDR: &str = "http://127.0.0.1:18200";
+/// DEV ONLY root token of dev/components/vault.sh.
+const VAULT_TOKEN: &str = "dev-only-root-token";
+
+/// Starts the Vault dev server (idempotent; about a second when its binary is cached).
+fn vault_server() {
+    let script = cdc_testkit::stack::repo_root().join("dev/components/vault.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("start")
+        .output()
+        .expect("run dev/components/vault.sh");
+    assert!(
+        out.status.success(),
+        "dev/components/vault.sh start failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn vault_write(path: &str, url: &str) {
+    let response = reqwest::Client::new()
+        .post(format!("{VAULT_ADDR}/v1/secret/data/{path}"))
+        .header("X-Vault-Token", VAULT_TOKEN)
+        .json(&serde_json::json!({ "data": { "url": url } }))
+        .send()
+        .await
+        .expect("vault write");
+    assert!(
+        response.status().is_success(),
+        "writing secret/{path}: HTTP {}",
+        response.status()
+    );
+}
+
+/// The sink's destination URL comes from Vault with `secrets.refresh_interval_secs: 1`; the
+/// role's password is rotated in PostgreSQL and in Vault, the role's sessions are killed, and the
+/// same sink (no restart) reconnects with the new password and keeps writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_vault_password_is_used_by_new_connections_without_restart() {
+    use std::time::{Duration, Instant};
+    let (stack, env) = env();
+    vault_server();
+    let admin_cfg: tokio_postgres::Config = stack.postgres_url.parse().expect("url");
+    let (admin, conn) = admin_cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect as the dev admin");
+    tokio::spawn(conn);
+    let role = format!(
+        "cdc_rot_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    // DEV ONLY fake passwords of a throwaway role.
+    let (pw1, pw2) = ("fake-rotation-pw-1", "fake-rotation-pw-2");
+    // Superuser like the stack's own dev role: the sink creates schemas and shared functions.
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{pw1}'"
+        ))
+        .await
+        .expect("create role");
+    let url_with = |pw: &str| {
+        format!(
+            "postgres://{role}:{pw}@{}:{}/warehouse",
+            match admin_cfg.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                _ => "127.0.0.1".to_owned(),
+            },
+            admin_cfg.get_ports().first().copied().unwrap_or(5432)
+        )
+    };
+    let path = format!("cdc-test/{}", uuid::Uuid::new_v4().simple());
+    vault_write(&path, &url_with(pw1)).await;
+
+    let yaml = format!(
+        "secrets:\n  vault_addr: {VAULT_ADDR}\n  vault_token: env:CDC_TEST_VAULT_TOKEN\n  refresh_interval_secs: 1\n\
+         sinks:\n  postgres:\n    destination:\n      url: vault:secret/{path}#url\n      tls: disable\n      pool_size: 4\n      connect_timeout_ms: 2000\n"
+    );
+    let config = cdc_config::load_str("rotation-test.yaml", &yaml, Vec::new())
+        .unwrap_or_else(|e| panic!("config: {e}"));
+    let resolver = cdc_config::SecretResolver::new(&config.secrets)
+        .with_env_map([("CDC_TEST_VAULT_TOKEN".to_owned(), VAULT_TOKEN.to_owned())].into());
+    let pg = config.sinks.postgres.as_ref().expect("postgres block");
+    let settings = cdc_sink::settings::postgres_settings_refreshing(
+        &pg.destination,
+        &resolver,
+        config.secrets.refresh_interval(),
+    )
+    .await
+    .expect("settings from Vault");
+    let source = settings.url_source.clone().expect("the URL follows Vault");
+    assert!(source.is_refreshing());
+
+    let inspector = PgInspector {
+        url: stack.postgres_url.clone(),
+    };
+    let mut fx = compliance::Fixture::new(&env, "rotate").await;
+    let sink = fx.start(PostgresDestination::new(&settings).expect("destination"));
+    let before: Vec<_> = (0..50)
+        .map(|i| fx.events.insert(i, "before", 1, 10))
+        .collect();
+    fx.produce(&before).await;
+    fx.wait_rows(
+        &inspector,
+        Duration::from_secs(60),
+        "rows before rotation",
+        |r| r.len() == 50,
+    )
+    .await;
+
+    // Rotate: PostgreSQL first, then Vault; wait until the sink's handle has the new value.
+    admin
+        .batch_execute(&format!("ALTER ROLE {role} PASSWORD '{pw2}'"))
+        .await
+        .expect("rotate in PostgreSQL");
+    let mut changes = source.subscribe();
+    vault_write(&path, &url_with(pw2)).await;
+    let rotated_at = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), changes.changed())
+        .await
+        .expect("rotation picked up within 10 s")
+        .expect("refresh task alive");
+    eprintln!("rotation picked up after {:?}", rotated_at.elapsed());
+    // The old password no longer logs in: whatever connects from now on used the new one.
+    let old = url_with(pw1)
+        .parse::<tokio_postgres::Config>()
+        .expect("url")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("the old password is refused");
+    assert_eq!(
+        old.code().map(|c| c.code()),
+        Some("28P01"),
+        "old password: {old}"
+    );
+    // Kill the sink's sessions: the pool must open new ones.
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1",
+            &[&role],
+        )
+        .await
+        .expect("terminate")
+        .get(0);
+    assert!(killed >= 1, "the sink had sessions as {role}");
+
+    let after: Vec<_> = (50..100)
+        .map(|i| fx.events.insert(i, "after", 2, 20))
+        .collect();
+    fx.produce(&after).await;
+    fx.wait_rows(
+        &inspector,
+        Duration::from_secs(60),
+        "rows after rotation, same sink",
+        |r| r.len() == 100,
+    )
+    .await;
+    let sessions: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+            &[&role],
+        )
+        .await
+        .expect("sessions")
+        .get(0);
+    assert!(sessions >= 1, "new sessions as {role} (new password)");
+    sink.stop().await;
+
+    // Best-effort cleanup of the throwaway role (the test's schema stays, like other tests').
+    let _ = admin
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'; \
+             REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}; DROP ROLE {role}"
+        ))
+        .await;
+}

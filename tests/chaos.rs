@@ -1,0 +1,530 @@
+//! Chaos suite (issue 9): the whole pipeline under continuous load while faults are injected —
+//! network partitions between the sinks and their databases, `kill -9` of every service; and in
+//! `make chaos-long` a Kafka broker restart, ClickHouse down 2 minutes, a Cassandra restart, ten
+//! kill rounds and a 100,000-event burst. Every scenario ends with `cdcctl verify` and `cdcctl audit` clean and exactly
+//! one TimescaleDB change row per event written (see `chaos_support.rs`); results go to
+//! `target/chaos/*.json` and `docs/reliability.md`.
+//!
+//! Some of these tests stop and start servers shared by every test using the stack, and all of them
+//! time recoveries, so they are all `#[ignore]`d: the integration run (`cargo test --workspace --test '*'`) builds but skips them, and
+//! `make chaos` runs them alone, one at a time:
+//!
+//! ```sh
+//! make chaos        # cargo test -p cdc-tests --test chaos -- --ignored --test-threads=1 --skip long_
+//! make chaos-long   # every scenario, the long ones (long_*) included
+//! ```
+
+#[path = "e2e_support.rs"]
+mod support;
+
+#[path = "chaos_support.rs"]
+mod chaos_support;
+
+use std::time::{Duration, Instant};
+
+use cdc_testkit::{Destination, FaultProxy, RestartGuard, Service, StackEnv, StackServer};
+use chaos_support::{LoadReport, Rng, Scenario, with_addr};
+
+/// The `plain:` URL of a PostgreSQL-protocol destination reached through `proxy`.
+fn pg_url_via(url: &str, proxy: &FaultProxy) -> String {
+    format!("plain:{}", with_addr(url, &proxy.addr()))
+}
+
+/// Samples `cdc_sink_retries_total` and `cdc_sink_destination_up` of one sink during a fault:
+/// (retries at the end − at the start, lowest `destination_up` seen).
+async fn watch_sink(sc: &Scenario, d: Destination, for_how_long: Duration) -> (f64, f64) {
+    let s = d.service();
+    let labels = [("destination", d.name())];
+    let retries0 = sc
+        .metric(s, "cdc_sink_retries_total", &labels)
+        .await
+        .unwrap_or(0.0);
+    let mut min_up = f64::INFINITY;
+    let until = Instant::now() + for_how_long;
+    while Instant::now() < until {
+        if let Some(up) = sc.metric(s, "cdc_sink_destination_up", &labels).await {
+            min_up = min_up.min(up);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let retries1 = sc
+        .metric(s, "cdc_sink_retries_total", &labels)
+        .await
+        .unwrap_or(0.0);
+    (retries1 - retries0, min_up)
+}
+
+/// The `retry_in_ms` values the sink logged (its backoff schedule), in order, from `from_line`.
+fn logged_backoffs(sc: &Scenario, s: Service, from_line: usize) -> Vec<u64> {
+    let text = std::fs::read_to_string(sc.pipeline.log_path(s)).unwrap_or_default();
+    let re = regex::Regex::new(r#""retry_in_ms":\s*(\d+)"#).expect("regex");
+    text.lines()
+        .skip(from_line)
+        .filter_map(|l| re.captures(l))
+        .filter_map(|c| c[1].parse().ok())
+        .collect()
+}
+
+fn log_lines(sc: &Scenario, s: Service) -> usize {
+    std::fs::read_to_string(sc.pipeline.log_path(s))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// (a) SC-003: the network between sink-postgres and PostgreSQL cut for 30 s under load →
+/// exponential backoff in metrics and logs, automatic recovery, current again within 60 s of
+/// healing, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "chaos scenario: run alone by `make chaos`"]
+async fn postgres_partition_30s() {
+    let env = StackEnv::load();
+    let proxy = FaultProxy::start(chaos_support::host_port(&env.postgres_url)).await;
+    let url = pg_url_via(&env.postgres_url, &proxy);
+    let mut sc = Scenario::start(
+        "pg-partition-30s",
+        "network to PostgreSQL cut for 30 s (SC-003)",
+        &env,
+        |spec| spec.set("sinks.postgres.destination.url", url),
+    )
+    .await;
+    let load = sc.start_load(150, 50, 11);
+    sc.wait_flowing().await;
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(load.elapsed())).await;
+
+    let log_from = log_lines(&sc, Service::SinkPostgres);
+    sc.log("partition: PostgreSQL unreachable for 30 s");
+    // Heals itself after 45 s even if this test stops watching (bounded fault).
+    proxy.partition_for(Duration::from_secs(45));
+    let (retries, min_up) = watch_sink(&sc, Destination::Postgres, Duration::from_secs(30)).await;
+    let target = sc.masked_end().await.expect("Kafka end offsets");
+    proxy.heal();
+    sc.log(format!(
+        "healed; {retries} retries during the cut, cdc_sink_destination_up min {min_up}"
+    ));
+    let recovery = sc
+        .wait_current(Destination::Postgres, target, Duration::from_secs(60))
+        .await;
+    let backoffs = logged_backoffs(&sc, Service::SinkPostgres, log_from);
+    sc.fault = "sink-postgres ↔ PostgreSQL partitioned 30 s (FaultProxy)".into();
+    let recovery = recovery.unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL not current within 60 s of healing (stored {:?}, target {target}); log:\n{}",
+            futures::executor::block_on(sc.stored_offsets(Destination::Postgres)),
+            sc.pipeline.log_tail(Service::SinkPostgres, 30)
+        )
+    });
+    sc.recovered("postgres current after heal", recovery);
+    assert!(
+        retries >= 2.0 || backoffs.len() >= 2,
+        "no retries seen while PostgreSQL was cut (cdc_sink_retries_total +{retries}, log: {backoffs:?})"
+    );
+    assert!(
+        min_up < 1.0,
+        "cdc_sink_destination_up{{destination=\"postgres\"}} never dropped during the cut"
+    );
+    let grows = backoffs.windows(2).any(|w| w[1] > w[0]);
+    assert!(
+        backoffs.len() < 2 || grows,
+        "the logged backoff never grew: {backoffs:?}"
+    );
+    let shown: Vec<String> = backoffs.iter().take(8).map(u64::to_string).collect();
+    sc.notes.push(format!(
+        "during the 30 s cut: cdc_sink_retries_total +{retries}, cdc_sink_destination_up went to \
+         {min_up}; logged backoff (ms) {}{}; recovered without a restart",
+        shown.join(" → "),
+        if backoffs.len() > 8 { " …" } else { "" }
+    ));
+    let report = load.finish().await;
+    sc.finish(vec![report]).await;
+}
+
+/// (b) `kill -9` of each service at random points under load, `rounds` rounds (every service once
+/// per round, random order, random delays); each crashed process restarted.
+async fn kill9_rounds(id: &'static str, title: &'static str, rounds: usize) {
+    let env = StackEnv::load();
+    let mut rng = Rng::from_env();
+    let mut sc = Scenario::start(id, title, &env, |spec| spec).await;
+    let per_round = 5 * 3; // seconds, roughly: 5 kills 1–3 s apart + restarts
+    let load = sc.start_load(120, (rounds * per_round + 10) as u64, 21);
+    let mut restarts = Vec::new();
+    for round in 1..=rounds {
+        let mut order = Service::ALL.to_vec();
+        rng.shuffle(&mut order);
+        for s in order {
+            tokio::time::sleep(rng.millis(1_000, 3_000)).await;
+            let status = sc.pipeline.kill9(s);
+            assert!(status.is_some(), "{s} was not running before its kill");
+            let started = Instant::now();
+            sc.pipeline.restart(s).await;
+            let secs = started.elapsed().as_secs_f64();
+            sc.log(format!(
+                "round {round}: kill -9 {s}, ready again in {secs:.1}s"
+            ));
+            restarts.push(secs);
+        }
+    }
+    let worst = restarts.iter().copied().fold(0.0, f64::max);
+    sc.fault = format!(
+        "kill -9 of each of the 5 services at random points, {rounds} rounds ({} kills)",
+        restarts.len()
+    );
+    sc.recovered("slowest restart to ready", worst);
+    let report = load.finish().await;
+    sc.finish(vec![report]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "chaos scenario: run alone by `make chaos`"]
+async fn kill9_each_service() {
+    kill9_rounds("kill9-services", "kill -9 of every service, 2 rounds", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "long: run by `make chaos-long`"]
+async fn long_kill9_ten_rounds() {
+    kill9_rounds(
+        "long-kill9-10-rounds",
+        "kill -9 of every service, 10 rounds",
+        10,
+    )
+    .await;
+}
+
+/// Stands in for a process supervisor (Kubernetes' restartPolicy) while a shared server is down:
+/// every second, a service that exited is noted (with its last error line) and started again.
+/// Returns the handle and the list of exits. With `CDC_CHAOS_STRICT=1` the scenario instead fails
+/// on the first exit (the services are meant to ride out a broker restart on their own).
+fn supervise(
+    pipeline: std::sync::Arc<cdc_testkit::RunningPipeline>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let exits: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let seen = std::sync::Arc::clone(&exits);
+    let handle = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            for s in Service::ALL {
+                if pipeline.is_running(s) {
+                    continue;
+                }
+                let tail = pipeline.log_tail(s, 40);
+                let cause = tail
+                    .lines()
+                    .rev()
+                    .find(|l| l.starts_with("Error: "))
+                    .or_else(|| tail.lines().rev().find(|l| l.contains("\"ERROR\"")))
+                    .unwrap_or("no error line")
+                    .to_owned();
+                eprintln!("supervisor: {s} exited ({cause}); starting it again");
+                if let Ok(mut e) = seen.lock() {
+                    e.push(format!("{s} exited ({cause})"));
+                }
+                pipeline.restart(s).await;
+            }
+        }
+    });
+    (handle, exits)
+}
+
+/// (c) The Kafka broker stopped and started again mid-load: every stage should recover on its own
+/// (the same processes before and after; exits are restarted by [`supervise`] and reported).
+///
+/// Long-only: a broker stop + start alone takes 30–60 s on the 2-core CI box, convergence after it
+/// 80 s to more than 180 s, and in 2 of 4 runs a stage exited (see docs/reliability.md) — neither
+/// fits the CI budget nor passes reliably yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "long: run by `make chaos-long`"]
+async fn long_kafka_broker_restart() {
+    let env = StackEnv::load();
+    let mut sc = Scenario::start(
+        "long-kafka-restart",
+        "Kafka broker restarted mid-load",
+        &env,
+        |spec| spec,
+    )
+    .await;
+    let pids: Vec<Option<u32>> = Service::ALL.iter().map(|s| sc.pipeline.pid(*s)).collect();
+    let load = sc.start_load(120, 45, 31);
+    sc.wait_flowing().await;
+    tokio::time::sleep(Duration::from_secs(12).saturating_sub(load.elapsed())).await;
+
+    let strict = std::env::var("CDC_CHAOS_STRICT").as_deref() == Ok("1");
+    let supervisor = (!strict).then(|| supervise(std::sync::Arc::clone(&sc.pipeline)));
+    let guard = RestartGuard(StackServer::Kafka);
+    sc.log("stopping Kafka");
+    let stopped = tokio::task::spawn_blocking(|| StackServer::Kafka.stop())
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("{e}"));
+    sc.log(format!(
+        "Kafka stopped ({:.1}s); down for 10 s",
+        stopped.as_secs_f64()
+    ));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let start_took = tokio::task::spawn_blocking(|| StackServer::Kafka.start())
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(guard);
+    sc.log(format!(
+        "Kafka up again ({:.1}s to healthy)",
+        start_took.as_secs_f64()
+    ));
+
+    sc.mark("Kafka healthy again");
+    let report = load.finish().await;
+    // Stages may fail only once they talk to the new broker: supervise a little longer.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let exits: Vec<String> = match supervisor {
+        Some((handle, exits)) => {
+            handle.abort();
+            exits.lock().map(|e| e.clone()).unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    for (s, before) in Service::ALL.iter().zip(&pids) {
+        let now = sc.pipeline.pid(*s);
+        if strict {
+            assert_eq!(
+                now,
+                *before,
+                "{s} exited during the Kafka broker restart instead of recovering on its own; \
+                 last log lines:\n{}",
+                sc.pipeline.log_tail(*s, 25)
+            );
+        }
+    }
+    sc.fault = format!(
+        "dev/components/kafka.sh stop, 10 s down, start ({:.0} s to healthy)",
+        start_took.as_secs_f64()
+    );
+    if exits.is_empty() {
+        sc.notes.push(
+            "the same five processes ran before and after the broker restart (every stage \
+             recovered on its own)"
+                .into(),
+        );
+    } else {
+        sc.notes.push(format!(
+            "NOT on its own: {} — restarted by the test's supervisor (as Kubernetes would); no \
+             event lost or duplicated. `CDC_CHAOS_STRICT=1` makes this a failure",
+            exits.join("; ")
+        ));
+    }
+    sc.finish(vec![report]).await;
+}
+
+/// (d) All three destinations partitioned at once, healed at different times (PostgreSQL after
+/// 10 s, ClickHouse after 20 s, TimescaleDB after 30 s): each resumes from its own stored offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "chaos scenario: run alone by `make chaos`"]
+async fn all_destinations_cut_healed_apart() {
+    let env = StackEnv::load();
+    let pg = FaultProxy::start(chaos_support::host_port(&env.postgres_url)).await;
+    let ts = FaultProxy::start(chaos_support::host_port(&env.timescale_url)).await;
+    let ch = FaultProxy::start(chaos_support::host_port(&env.clickhouse_url)).await;
+    let (pg_url, ts_url) = (
+        pg_url_via(&env.postgres_url, &pg),
+        pg_url_via(&env.timescale_url, &ts),
+    );
+    let ch_url = with_addr(&env.clickhouse_url, &ch.addr());
+    let mut sc = Scenario::start(
+        "all-destinations-cut",
+        "all three destinations cut, healed at different times",
+        &env,
+        |spec| {
+            spec.set("sinks.postgres.destination.url", pg_url)
+                .set("sinks.timescaledb.destination.url", ts_url)
+                .set("sinks.clickhouse.destination.url", ch_url)
+        },
+    )
+    .await;
+    let load = sc.start_load(120, 50, 41);
+    sc.wait_flowing().await;
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(load.elapsed())).await;
+
+    let mut at_cut = Vec::new();
+    for d in Destination::ALL {
+        at_cut.push(sc.stored_offsets(d).await.unwrap_or(0));
+    }
+    sc.log(format!(
+        "partition of all three destinations; stored offsets {at_cut:?}"
+    ));
+    for p in [&pg, &ts, &ch] {
+        p.partition_for(Duration::from_secs(60));
+    }
+    struct Heal<'a> {
+        d: Destination,
+        proxy: &'a FaultProxy,
+        after: u64,
+        /// (Kafka end when healed, stored offsets when healed, when)
+        healed: Option<(i64, i64, Instant)>,
+        current_after: Option<f64>,
+    }
+    let mut heals: Vec<Heal<'_>> = [
+        (Destination::Postgres, &pg, 10u64),
+        (Destination::Clickhouse, &ch, 20),
+        (Destination::Timescaledb, &ts, 30),
+    ]
+    .into_iter()
+    .map(|(d, proxy, after)| Heal {
+        d,
+        proxy,
+        after,
+        healed: None,
+        current_after: None,
+    })
+    .collect();
+    // One loop heals on schedule and times each destination's catch-up at once.
+    let cut_at = Instant::now();
+    while heals.iter().any(|h| h.current_after.is_none()) {
+        for h in heals.iter_mut() {
+            match h.healed {
+                None if cut_at.elapsed() >= Duration::from_secs(h.after) => {
+                    let target = sc.masked_end().await.expect("Kafka end offsets");
+                    let stored = sc.stored_offsets(h.d).await.unwrap_or(0);
+                    h.proxy.heal();
+                    sc.log(format!("healed {} (stored offsets {stored})", h.d));
+                    h.healed = Some((target, stored, Instant::now()));
+                }
+                Some((target, _, at)) if h.current_after.is_none() => {
+                    if sc.stored_offsets(h.d).await.is_some_and(|o| o >= target) {
+                        h.current_after = Some(at.elapsed().as_secs_f64());
+                    } else if at.elapsed() > Duration::from_secs(60) {
+                        panic!(
+                            "{} not current within 60 s of its heal; log:\n{}",
+                            h.d,
+                            sc.pipeline.log_tail(h.d.service(), 30)
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for (h, cut) in heals.iter().zip(&at_cut) {
+        let (target, stored, _) = h.healed.expect("healed");
+        let took = h.current_after.expect("current");
+        sc.recovered(
+            format!("{} (healed after {} s) current", h.d, h.after),
+            took,
+        );
+        assert!(
+            stored >= *cut,
+            "{}: stored offsets went back while its database was unreachable ({cut} → {stored})",
+            h.d
+        );
+        sc.notes.push(format!(
+            "{}: stored offsets {cut} at the cut, {stored} when healed, resumed from there to ≥ {target} \
+             in {took:.1} s",
+            h.d
+        ));
+    }
+    // Offsets never move backwards while cut (nothing written, nothing forgotten).
+    for (d, cut) in Destination::ALL.iter().zip(&at_cut) {
+        let now = sc.stored_offsets(*d).await.unwrap_or(0);
+        assert!(
+            now >= *cut,
+            "{d}: stored offsets went back from {cut} to {now}"
+        );
+    }
+    sc.fault = "sink ↔ database partitioned for all three at once; healed after 10 s (postgres), \
+                20 s (clickhouse), 30 s (timescaledb)"
+        .into();
+    let report = load.finish().await;
+    sc.finish(vec![report]).await;
+}
+
+/// Long: ClickHouse down for 2 minutes under load (Kafka buffers the backlog), then restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "long: run by `make chaos-long`"]
+async fn long_clickhouse_down_two_minutes() {
+    let env = StackEnv::load();
+    let mut sc = Scenario::start(
+        "long-clickhouse-down-2m",
+        "ClickHouse down for 2 minutes",
+        &env,
+        |spec| spec,
+    )
+    .await;
+    let load = sc.start_load(100, 150, 51);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let guard = RestartGuard(StackServer::Clickhouse);
+    tokio::task::spawn_blocking(|| StackServer::Clickhouse.stop())
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("{e}"));
+    sc.log("ClickHouse stopped for 120 s");
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    tokio::task::spawn_blocking(|| StackServer::Clickhouse.start())
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(guard);
+    let target = sc.masked_end().await.expect("Kafka end offsets");
+    let secs = sc
+        .wait_current(Destination::Clickhouse, target, Duration::from_secs(120))
+        .await
+        .expect("ClickHouse current within 120 s of its restart");
+    sc.recovered("clickhouse current after restart", secs);
+    sc.fault = "dev/components/clickhouse.sh stop, 120 s, start".into();
+    let report = load.finish().await;
+    sc.finish(vec![report]).await;
+}
+
+/// Long: Cassandra restarted mid-load: the capture reconnects for schema and continues from its
+/// last position (writes refused while it is down are retried by the next load round).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "long: run by `make chaos-long`"]
+async fn long_cassandra_restart() {
+    let env = StackEnv::load();
+    let mut sc = Scenario::start(
+        "long-cassandra-restart",
+        "Cassandra restarted between two loads",
+        &env,
+        |spec| spec,
+    )
+    .await;
+    let first = sc.start_load(100, 20, 61).finish().await;
+    let guard = RestartGuard(StackServer::Cassandra);
+    let took = tokio::task::spawn_blocking(|| {
+        StackServer::Cassandra.stop()?;
+        StackServer::Cassandra.start()
+    })
+    .await
+    .expect("join")
+    .unwrap_or_else(|e| panic!("{e}"));
+    drop(guard);
+    sc.log(format!(
+        "Cassandra restarted ({:.0}s to healthy)",
+        took.as_secs_f64()
+    ));
+    let second = sc.start_load(100, 20, 62).finish().await;
+    sc.fault = "dev/components/cassandra.sh stop + start between two loads".into();
+    sc.recovered("cassandra start to healthy", took.as_secs_f64());
+    sc.finish(vec![first, second]).await;
+}
+
+/// Long: a burst of 100,000 events as fast as the load generator can write; memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "long: run by `make chaos-long`"]
+async fn long_burst_100k() {
+    let env = StackEnv::load();
+    let mut sc = Scenario::start("long-burst-100k", "burst of 100,000 events", &env, |spec| {
+        spec
+    })
+    .await;
+    let report: LoadReport = sc.start_burst(100_000, 71).finish().await;
+    sc.fault = format!(
+        "no fault: 100,000 events written at {:.0} ev/s",
+        report.achieved_rate
+    );
+    // Backpressure: no service grows with the backlog (bounded well below the events' size).
+    for (s, mib) in sc.peak_rss_mib() {
+        assert!(mib < 1024.0, "{s} peaked at {mib:.0} MiB during the burst");
+    }
+    sc.finish(vec![report]).await;
+}
