@@ -306,6 +306,24 @@ impl Error {
         }
     }
 
+    /// The error says another producer took over this transactional id (fencing).
+    pub fn is_fenced(&self) -> bool {
+        self.code().is_some_and(is_fencing)
+    }
+
+    /// A transaction call librdkafka allows to repeat as is (`rd_kafka_error_is_retriable`,
+    /// neither fatal nor requiring an abort), e.g. `commit_transaction` after a timeout.
+    pub fn call_retriable(&self) -> bool {
+        match self {
+            Error::Transaction { flags, source, .. } => {
+                flags.retriable
+                    && !flags.requires_abort
+                    && classify_txn(source_code(source), *flags) == ErrorClass::Retriable
+            }
+            _ => false,
+        }
+    }
+
     /// The librdkafka error code underneath, when there is one.
     pub fn code(&self) -> Option<RDKafkaErrorCode> {
         match self {
@@ -695,6 +713,36 @@ mod tests {
         };
         assert_eq!(e.class(), ErrorClass::Retriable);
         assert!(e.requires_abort());
+        assert!(
+            !e.call_retriable(),
+            "an abortable error must not be resumed"
+        );
+
+        let timed_out = Error::Transaction {
+            op: TxnOp::Commit,
+            transactional_id: "masker-a".into(),
+            flags: TxnFlags {
+                retriable: true,
+                ..TxnFlags::default()
+            },
+            source: Box::new(KafkaError::MessageProduction(
+                RDKafkaErrorCode::OperationTimedOut,
+            )),
+        };
+        assert!(timed_out.call_retriable());
+        assert!(!timed_out.requires_abort());
+        let fenced_but_flagged = Error::Transaction {
+            op: TxnOp::Commit,
+            transactional_id: "masker-a".into(),
+            flags: TxnFlags {
+                retriable: true,
+                ..TxnFlags::default()
+            },
+            source: Box::new(KafkaError::MessageProduction(
+                RDKafkaErrorCode::ProducerFenced,
+            )),
+        };
+        assert!(!fenced_but_flagged.call_retriable());
 
         let fenced = Error::Transaction {
             op: TxnOp::Commit,

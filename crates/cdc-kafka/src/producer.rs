@@ -161,6 +161,17 @@ fn create_producer(
     })
 }
 
+/// How many times `commit` / `abort` call librdkafka while it reports a retriable error. With
+/// the default 30 s operation timeout this outlasts a broker restart; past the 60 s transaction
+/// timeout the broker aborts the transaction and the call reports that instead.
+pub const TXN_CALL_ATTEMPTS: u32 = 6;
+
+/// Pause before resuming a transaction call: 0.5 s doubling per attempt, at most 5 s.
+fn resume_pause(attempt: u32) -> Duration {
+    let ms = 500u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(10));
+    Duration::from_millis(ms.min(5_000))
+}
+
 /// Where a [`TransactionalProducer`] is in the transaction protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnState {
@@ -198,6 +209,11 @@ pub struct TransactionalProducer {
     transactional_id: String,
     op_timeout: Duration,
     state: TxnState,
+    /// What `reset` rebuilds the client from.
+    settings: KafkaSettings,
+    producer_settings: ProducerSettings,
+    /// The last fatal error was a fencing: another producer owns the transactional id.
+    fenced: bool,
 }
 
 impl std::fmt::Debug for TransactionalProducer {
@@ -222,6 +238,9 @@ impl TransactionalProducer {
             producer: Arc::new(inner),
             transactional_id: transactional_id.to_owned(),
             op_timeout: producer.operation_timeout(),
+            settings: settings.clone(),
+            producer_settings: producer.clone(),
+            fenced: false,
             state: TxnState::Created,
         })
     }
@@ -250,6 +269,7 @@ impl TransactionalProducer {
     fn note_error(&mut self, error: &Error) {
         if error.class() == ErrorClass::Fatal {
             self.state = TxnState::Failed;
+            self.fenced = error.is_fenced();
         } else if error.requires_abort() {
             self.state = TxnState::AbortRequired;
         }
@@ -287,6 +307,36 @@ impl TransactionalProducer {
         self.run_txn(TxnOp::Init, |p, t| p.init_transactions(t))
             .await?;
         self.state = TxnState::Ready;
+        Ok(())
+    }
+
+    /// Replaces a producer that librdkafka declared unusable (a fatal error that is not a
+    /// fencing: e.g. `INVALID_TXN_STATE` when ending a transaction across a broker restart) with a
+    /// new client for the same `transactional.id`; call [`init`](Self::init) next, which aborts
+    /// whatever the old client left open. Refuses after fencing: another instance owns the id,
+    /// and taking it back would fence that one in turn.
+    pub async fn reset(&mut self) -> Result<()> {
+        if self.fenced {
+            return Err(Error::InvalidState {
+                op: "reset",
+                state: "fenced by another producer with the same transactional id",
+            });
+        }
+        let fresh = create_producer(
+            &self.settings,
+            &self.producer_settings,
+            Some(&self.transactional_id),
+        )?;
+        let old = std::mem::replace(&mut self.producer, Arc::new(fresh));
+        self.state = TxnState::Created;
+        tracing::warn!(
+            transactional_id = %self.transactional_id,
+            "Replacing the transactional producer after a fatal error"
+        );
+        // librdkafka's destructor may wait for the old client's queues: off the runtime threads.
+        if let Ok(old) = Arc::try_unwrap(old) {
+            blocking("close producer", move || drop(old)).await?;
+        }
         Ok(())
     }
 
@@ -342,11 +392,40 @@ impl TransactionalProducer {
         .await
     }
 
-    /// Flushes every outstanding message, then commits the transaction. Retriable errors without
-    /// [`Error::requires_abort`] may be retried with another `commit`.
+    /// Repeats `call` while librdkafka marks its error retriable (e.g. a commit that timed out
+    /// while the coordinator moved): calling `commit_transaction` / `abort_transaction` again
+    /// resumes the call in progress, whereas any other call in between fails with "Conflicting
+    /// ... API call is already in progress". Gives up after [`TXN_CALL_ATTEMPTS`] calls.
+    async fn run_txn_resuming<F>(&mut self, op: TxnOp, call: F) -> Result<()>
+    where
+        F: Fn(&InnerProducer, Duration) -> rdkafka::error::KafkaResult<()> + Send + Copy + 'static,
+    {
+        let mut attempt = 1;
+        loop {
+            match self.run_txn(op, call).await {
+                Err(e) if e.call_retriable() && attempt < TXN_CALL_ATTEMPTS => {
+                    let pause = resume_pause(attempt);
+                    tracing::info!(
+                        transactional_id = %self.transactional_id,
+                        op = %op,
+                        attempt,
+                        pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                        "Resuming the Kafka transaction call"
+                    );
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Flushes every outstanding message, then commits the transaction. A call that librdkafka
+    /// marks retriable is resumed (up to [`TXN_CALL_ATTEMPTS`] calls); an error that
+    /// [`Error::requires_abort`] leaves only `abort`.
     pub async fn commit(&mut self) -> Result<()> {
         self.expect_state("commit", &[TxnState::InTransaction])?;
-        self.run_txn(TxnOp::Commit, |p, t| p.commit_transaction(t))
+        self.run_txn_resuming(TxnOp::Commit, |p, t| p.commit_transaction(t))
             .await?;
         self.state = TxnState::Ready;
         Ok(())
@@ -359,7 +438,7 @@ impl TransactionalProducer {
             return Ok(());
         }
         self.expect_state("abort", &[TxnState::InTransaction, TxnState::AbortRequired])?;
-        self.run_txn(TxnOp::Abort, |p, t| p.abort_transaction(t))
+        self.run_txn_resuming(TxnOp::Abort, |p, t| p.abort_transaction(t))
             .await?;
         self.state = TxnState::Ready;
         Ok(())
@@ -433,5 +512,19 @@ impl IdempotentProducer {
     pub async fn close(self) -> Result<()> {
         let producer = self.producer;
         blocking("close producer", move || drop(producer)).await
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::*;
+
+    #[test]
+    fn resume_pause_doubles_up_to_five_seconds() {
+        let pauses: Vec<u64> = (1..=TXN_CALL_ATTEMPTS)
+            .map(|a| u64::try_from(resume_pause(a).as_millis()).unwrap())
+            .collect();
+        assert_eq!(pauses, vec![500, 1_000, 2_000, 4_000, 5_000, 5_000]);
+        assert_eq!(resume_pause(u32::MAX), Duration::from_millis(5_000));
     }
 }

@@ -718,6 +718,12 @@ async fn backlog_loop(
     let _ = admin.close().await;
 }
 
+/// Pause after the n-th consecutive consume error: 50 ms doubling, at most 5 s.
+fn consume_pause(consecutive: u32) -> Duration {
+    let ms = 50u64.saturating_mul(1u64 << consecutive.saturating_sub(1).min(16));
+    Duration::from_millis(ms.min(5_000))
+}
+
 /// Per-run state of the driver.
 struct Worker<'r, D: Destination> {
     runner: &'r SinkRunner<D>,
@@ -744,6 +750,9 @@ impl<D: Destination> Worker<'_, D> {
         rebalances: &mut cdc_kafka::RebalanceEvents,
         cancel: &CancellationToken,
     ) -> Result<(), Error> {
+        // Consecutive consume errors (Kafka unreachable): paced so a broker outage neither
+        // spins nor floods the log.
+        let mut consume_failures: u32 = 0;
         loop {
             // Read each turn: a reload may change it.
             let linger = Duration::from_millis(self.runner.batch_config().linger_ms);
@@ -784,10 +793,21 @@ impl<D: Destination> Worker<'_, D> {
                         self.on_command(c, rebalances, cancel).await?;
                     }
                 }
-                Step::Message(Ok(m)) => self.on_message(m, cancel).await?,
+                Step::Message(Ok(m)) => {
+                    consume_failures = 0;
+                    self.on_message(m, cancel).await?;
+                }
                 Step::Message(Err(e)) => {
                     let class = e.class();
-                    tracing::warn!(error = %chain(&e), error_class = class.as_str(), "Kafka consume failed");
+                    consume_failures = consume_failures.saturating_add(1);
+                    let pause = consume_pause(consume_failures);
+                    tracing::warn!(
+                        error = %chain(&e),
+                        error_class = class.as_str(),
+                        consecutive = consume_failures,
+                        pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                        "Kafka consume failed"
+                    );
                     if class == cdc_kafka::ErrorClass::Fatal {
                         self.runner
                             .health
@@ -796,6 +816,10 @@ impl<D: Destination> Worker<'_, D> {
                             op: "consume",
                             source: e,
                         });
+                    }
+                    tokio::select! {
+                        () = cancel.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(pause) => {}
                     }
                 }
             }
@@ -1663,6 +1687,13 @@ impl<D: Destination> Worker<'_, D> {
 #[cfg(test)]
 mod backlog_tests {
     use super::*;
+
+    #[test]
+    fn consume_pause_backs_off_to_five_seconds() {
+        let ms: Vec<u128> = (1..=9).map(|n| consume_pause(n).as_millis()).collect();
+        assert_eq!(ms, vec![50, 100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000]);
+        assert_eq!(consume_pause(u32::MAX).as_millis(), 5_000);
+    }
 
     #[test]
     fn backlog_sums_topics_per_partition_and_ignores_unassigned_ones() {

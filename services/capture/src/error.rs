@@ -68,6 +68,10 @@ pub enum Error {
     /// The settings cannot work.
     #[error("invalid capture settings: {reason}")]
     Settings { reason: String },
+    /// librdkafka declared the transactional producer unusable (not fenced); it was replaced and
+    /// the batch is redone from the last committed position.
+    #[error("transactional producer replaced after a fatal error: {cause}")]
+    ProducerReplaced { cause: String },
 }
 
 impl Error {
@@ -92,6 +96,7 @@ impl Error {
             },
             Error::Schema(e) => e.class(),
             Error::Position { .. } | Error::Settings { .. } => ErrorClass::Fatal,
+            Error::ProducerReplaced { .. } => ErrorClass::Retriable,
         }
     }
 }

@@ -835,6 +835,17 @@ impl CaptureRunner {
 
     /// Commits pending events and position in one transaction. Without `force`, waits for the
     /// batch to fill or the linger to pass.
+    /// Builds a new transactional producer for the same id and initialises it; retriable init
+    /// failures (Kafka still unreachable) are returned and the next pass tries again.
+    async fn replace_producer(&mut self) -> Result<(), Error> {
+        if self.producer.state() == cdc_kafka::TxnState::Failed {
+            self.producer.reset().await?;
+        }
+        self.producer.init().await?;
+        tracing::info!("Transactional producer replaced; redoing from the last committed position");
+        Ok(())
+    }
+
     async fn commit_pending(&mut self, force: bool) -> Result<(), Error> {
         let Some((segment_id, position)) = self.pending.position else {
             return Ok(());
@@ -898,6 +909,15 @@ impl CaptureRunner {
                 if e.class() != ErrorClass::Fatal {
                     let _ = self.producer.abort().await;
                 }
+                // A producer librdkafka declared unusable (e.g. INVALID_TXN_STATE ending a
+                // transaction across a broker restart) is replaced, unless fenced: the new one's
+                // init aborts what the old left open, and the batch is redone.
+                if self.producer.state() == cdc_kafka::TxnState::Failed {
+                    self.replace_producer().await?;
+                    return Err(Error::ProducerReplaced {
+                        cause: e.to_string(),
+                    });
+                }
                 Err(e)
             }
         }
@@ -921,6 +941,13 @@ impl CaptureRunner {
             offset: -1,
             reason: e.to_string(),
         })?;
+        // After a replacement whose init failed (Kafka still away), initialise first.
+        if matches!(
+            self.producer.state(),
+            cdc_kafka::TxnState::Created | cdc_kafka::TxnState::Failed
+        ) {
+            self.replace_producer().await?;
+        }
         self.producer.begin().await?;
         for m in &self.pending.messages {
             // Delivery is awaited by commit(), which fails if any message failed.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use backon::{ExponentialBuilder, Retryable};
 use cdc_kafka::{
     ConsumedOffsets, InboundMessage, ReadCommittedConsumer, RebalanceEvent, RebalanceEvents,
-    StartOffset, TopicAdmin, TopicPartition, TransactionalProducer,
+    StartOffset, TopicAdmin, TopicPartition, TransactionalProducer, TxnState,
 };
 use cdc_mask::audit::BatchAudit;
 use cdc_mask::{CORRELATION_ID_HEADER, Masker, POLICY_VERSION_HEADER, TokenVault};
@@ -242,11 +242,30 @@ impl Pipeline {
                     self.metrics.transactions_aborted.inc();
                     self.metrics.errors(e.class()).inc();
                     tracing::warn!(error = %e, class = e.class().as_str(), events = batch.len(), "Batch failed; aborting and rewinding");
-                    if let Err(abort) = self.producer.abort().await {
-                        tracing::error!(error = %abort, "Abort failed");
-                        return Err(abort.into());
-                    }
-                    if e.class() == ErrorClass::Fatal {
+                    // A producer librdkafka declared unusable (e.g. INVALID_TXN_STATE ending a
+                    // transaction across a broker restart) is replaced; its open transaction is
+                    // aborted by the new one's init, and the batch redone from its offsets.
+                    let usable = if self.producer.state() == TxnState::Failed {
+                        false
+                    } else {
+                        match self.producer.abort().await {
+                            Ok(()) => true,
+                            Err(abort) if abort.class() == ErrorClass::Fatal => {
+                                tracing::error!(error = %abort, "Abort failed");
+                                false
+                            }
+                            Err(abort) => {
+                                tracing::error!(error = %abort, "Abort failed");
+                                return Err(abort.into());
+                            }
+                        }
+                    };
+                    if !usable {
+                        if cancel.is_cancelled() {
+                            return Err(e);
+                        }
+                        self.replace_producer(&cancel).await?;
+                    } else if e.class() == ErrorClass::Fatal {
                         self.health.set_down(KAFKA, e.to_string());
                         return Err(e);
                     }
@@ -272,6 +291,33 @@ impl Pipeline {
                 tracing::warn!(client, error = %e, "Closing a Kafka client failed");
             }
         }
+        Ok(())
+    }
+
+    /// Builds a new transactional producer for the same id and initialises it, retrying while
+    /// Kafka is unreachable. Fails after a fencing (another instance owns the id).
+    async fn replace_producer(&mut self, cancel: &CancellationToken) -> Result<(), Error> {
+        self.health
+            .set_down(KAFKA, "replacing the transactional producer");
+        self.producer.reset().await?;
+        let mut attempt: u32 = 0;
+        loop {
+            match self.producer.init().await {
+                Ok(()) => break,
+                Err(e) if e.class() == ErrorClass::Retriable && !cancel.is_cancelled() => {
+                    attempt += 1;
+                    let pause = (self.options.retry_delay * attempt).min(Duration::from_secs(10));
+                    tracing::warn!(error = %e, attempt, "Initialising the new producer failed; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                Err(e) => {
+                    self.health.set_down(KAFKA, e.to_string());
+                    return Err(e.into());
+                }
+            }
+        }
+        self.health.set_up(KAFKA);
+        tracing::info!("Transactional producer replaced; redoing the batch");
         Ok(())
     }
 
