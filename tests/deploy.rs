@@ -2,7 +2,7 @@
 //! `deploy/` files) against the config schema, the Grafana dashboard and the alert rules against the
 //! metric names of `cdc-telemetry`, and the Helm chart with `helm lint`, `helm template` and a
 //! structural check of every rendered object. No servers needed; the tools (helm, promtool, the
-//! structural checker) are installed and cached by `dev/tools/*.sh` on first use.
+//! structural checker, the Compose loader) are installed and cached by `dev/tools/*.sh` on first use.
 //!
 //! `make test-deploy` runs this file alone.
 
@@ -594,34 +594,82 @@ fn prometheus_scrapes_every_service_on_its_admin_port() {
     );
 }
 
+/// `docker-compose.yml` loaded by the official Compose loader (compose-go, what `docker compose config`
+/// runs; no engine needed): schema, interpolation and consistency checks pass, and the loader sees the
+/// same services as `compose()`. The check can fail: an unknown field and a wrong type are reported.
 #[test]
-fn docker_compose_config_when_an_engine_exists() {
-    let engine = Command::new("docker")
-        .args(["compose", "version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-        && Command::new("docker")
-            .arg("info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    if !engine {
-        eprintln!("no Docker engine with the compose plugin here: `docker compose config` not run");
-        return;
-    }
-    let out = Command::new("docker")
-        .args(["compose", "-f", "docker-compose.yml", "config", "--quiet"])
-        .current_dir(repo())
-        .output()
-        .expect("docker compose");
+fn docker_compose_file_passes_the_compose_spec_loader() {
+    let mut ok = tool("compose-validate.sh");
+    ok.arg("docker-compose.yml");
+    let out = run(ok, "compose-validate.sh docker-compose.yml");
+    let loaded: BTreeSet<&str> = out.lines().map(str::trim).collect();
+    let parsed = compose().services;
+    let missing: Vec<&String> = parsed
+        .keys()
+        .filter(|name| !loaded.contains(name.as_str()))
+        .collect();
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        missing.is_empty(),
+        "services parsed by compose() but not by the Compose loader: {missing:?}\nloader printed:\n{out}"
     );
+
+    let text = read("docker-compose.yml");
+    let first = parsed.keys().next().expect("a service");
+    let header = format!("\n  {first}:\n");
+    assert!(text.contains(&header), "no `{}` line", header.trim());
+    let with_ports = parsed
+        .values()
+        .find(|svc| svc.raw.get("ports").is_some())
+        .expect("a service with ports");
+    // `ports: 5` in place of that service's `ports:` list.
+    let wrong_type = {
+        let svc_at = text
+            .find(&format!("\n  {}:\n", with_ports.name))
+            .expect("service header");
+        let ports_at = svc_at + text[svc_at..].find("\n    ports:\n").expect("ports:") + 1;
+        let items = &text[ports_at + "    ports:\n".len()..];
+        let items_len: usize = items
+            .split_inclusive('\n')
+            .take_while(|l| l.starts_with("      - "))
+            .map(str::len)
+            .sum();
+        let rest = &items[items_len..];
+        format!("{}    ports: 5\n{rest}", &text[..ports_at])
+    };
+    let broken = [
+        (
+            "unknown field",
+            text.replacen(
+                &header,
+                &format!("{header}    restart_policy_bogus: x\n"),
+                1,
+            ),
+            format!("services.{first}.restart_policy_bogus"),
+        ),
+        (
+            "wrong type",
+            wrong_type,
+            format!("services.{}.ports", with_ports.name),
+        ),
+    ];
+    let dir = tempfile_dir();
+    for (what, broken_text, expected) in broken {
+        assert_ne!(broken_text, text, "{what}: the edit did not apply");
+        let file = dir.join("docker-compose.yml");
+        std::fs::write(&file, broken_text).unwrap();
+        let out = tool("compose-validate.sh").arg(&file).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{what}: the Compose loader accepted a broken file:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            stderr.contains("compose-validate: ") && stderr.contains(&expected),
+            "{what}: expected an error naming {expected}, got:\n{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 // ---------- metrics in the dashboard and the alert rules ----------
