@@ -234,6 +234,10 @@ pub struct RunnerConfig {
     pub consumer: ConsumerSettings,
     /// Interval of the backlog gauge refresh.
     pub backlog_interval: Duration,
+    /// Writes in flight at once per flushed batch: a batch spanning several partitions is split
+    /// into up to this many groups of partitions, each one atomic write of its rows and offsets
+    /// (`sinks.<d>.parallelism`, CR-007). 1 writes each batch whole.
+    pub parallelism: usize,
 }
 
 impl RunnerConfig {
@@ -253,6 +257,7 @@ impl RunnerConfig {
             retry: RetryConfig::default(),
             drain_timeout: Duration::from_secs(30),
             backlog_interval: Duration::from_secs(2),
+            parallelism: 4,
         }
     }
 }
@@ -716,6 +721,51 @@ async fn backlog_loop(
             .store(u64::try_from(total).unwrap_or(0), Ordering::Relaxed);
     }
     let _ = admin.close().await;
+}
+
+/// Splits `batch` (with its dead-letter copies `raws`, index-aligned with its events) into up
+/// to `groups` batches by partition: partitions are dealt round-robin in partition order, each
+/// event goes with its partition (order kept), each batch carries its partitions' offsets —
+/// including partitions with no events left (dead-lettered or skipped messages).
+fn split_by_partition(
+    batch: TableBatch,
+    raws: Vec<RawMessage>,
+    groups: usize,
+) -> Vec<(TableBatch, Vec<RawMessage>)> {
+    let mut partitions: Vec<i32> = batch.next_offsets.iter().map(|o| o.partition).collect();
+    for be in &batch.events {
+        partitions.push(be.source.partition);
+    }
+    partitions.sort_unstable();
+    partitions.dedup();
+    let n = groups.clamp(1, partitions.len().max(1));
+    let slot: HashMap<i32, usize> = partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (*p, i % n))
+        .collect();
+    let mut out: Vec<(TableBatch, Vec<RawMessage>)> = (0..n)
+        .map(|_| {
+            (
+                TableBatch {
+                    shape: batch.shape.clone(),
+                    events: Vec::new(),
+                    next_offsets: Vec::new(),
+                },
+                Vec::new(),
+            )
+        })
+        .collect();
+    for o in batch.next_offsets {
+        out[slot[&o.partition]].0.next_offsets.push(o);
+    }
+    for (be, raw) in batch.events.into_iter().zip(raws) {
+        let g = &mut out[slot[&be.source.partition]];
+        g.0.events.push(be);
+        g.1.push(raw);
+    }
+    out.retain(|(b, _)| !b.events.is_empty() || !b.next_offsets.is_empty());
+    out
 }
 
 /// Pause after the n-th consecutive consume error: 50 ms doubling, at most 5 s.
@@ -1462,7 +1512,12 @@ impl<D: Destination> Worker<'_, D> {
                 }
             }
         }
-        let committed = self.write_converging(batch, p.raws, true, cancel).await?;
+        let partitions = batch.next_offsets.len();
+        let committed = if self.runner.config.parallelism > 1 && partitions > 1 {
+            self.write_partition_groups(batch, p.raws, cancel).await?
+        } else {
+            self.write_converging(batch, p.raws, true, cancel).await?
+        };
         if let Some(offsets) = committed {
             let kafka_offsets: Vec<PartitionOffset> = offsets
                 .iter()
@@ -1479,6 +1534,51 @@ impl<D: Destination> Worker<'_, D> {
             }
         }
         Ok(())
+    }
+
+    /// Writes `batch` as up to `parallelism` concurrent atomic writes, one per group of
+    /// partitions (each partition's events stay in order, in one group). A group whose first
+    /// attempt does not succeed — nothing of it was stored: each write is atomic — then goes
+    /// through [`write_converging`](Self::write_converging) (retries, dead letters, waiting for
+    /// the destination), one group after another. Returns the offsets stored; on cancellation
+    /// only those of the groups already written.
+    async fn write_partition_groups(
+        &mut self,
+        batch: TableBatch,
+        raws: Vec<RawMessage>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Vec<NextOffset>>, Error> {
+        let groups = split_by_partition(batch, raws, self.runner.config.parallelism);
+        let dest = Arc::clone(&self.runner.destination);
+        let group_id = self.runner.config.group_id.clone();
+        let attempts = futures::future::join_all(groups.iter().map(|(b, _)| {
+            let (dest, group_id) = (&dest, &group_id);
+            async move {
+                let started = Instant::now();
+                let result = dest.write_batch(group_id, b).await;
+                (result, started.elapsed())
+            }
+        }))
+        .await;
+        let mut stored = Vec::new();
+        for ((b, raws), (result, took)) in groups.into_iter().zip(attempts) {
+            match result {
+                Ok(WriteOutcome::Written { rows }) => {
+                    self.record_success(&b, rows, took);
+                    stored.extend(b.next_offsets);
+                }
+                other => {
+                    if let Err(e) = &other {
+                        tracing::debug!(destination = dest.name(), error = %chain(e), "Concurrent write failed; writing the group on its own");
+                    }
+                    match self.write_converging(b, raws, true, cancel).await? {
+                        Some(offsets) => stored.extend(offsets),
+                        None => return Ok(Some(stored)),
+                    }
+                }
+            }
+        }
+        Ok(Some(stored))
     }
 
     /// Writes `batch` until its offsets are stored: dead-letters rejected events, splits on an
@@ -1687,6 +1787,100 @@ impl<D: Destination> Worker<'_, D> {
 #[cfg(test)]
 mod backlog_tests {
     use super::*;
+
+    fn event_at(partition: i32, offset: i64) -> BatchEvent {
+        BatchEvent {
+            event: crate::compliance::EventFactory::new("ks", "t").insert(
+                i32::try_from(offset).unwrap(),
+                "fake-name",
+                offset,
+                1_000 + offset,
+            ),
+            source: SourceOffset {
+                topic: "cdc.masked.ks.t".into(),
+                partition,
+                offset,
+            },
+            payload_bytes: 1,
+        }
+    }
+
+    #[test]
+    fn split_by_partition_keeps_each_partition_whole_and_in_order() {
+        let events: Vec<BatchEvent> = [(0, 10), (1, 20), (2, 30), (0, 11), (1, 21), (0, 12)]
+            .iter()
+            .map(|&(p, o)| event_at(p, o))
+            .collect();
+        let raws: Vec<RawMessage> = events
+            .iter()
+            .map(|e| RawMessage {
+                key: None,
+                payload: e.source.offset.to_string().into_bytes(),
+                headers: Vec::new(),
+            })
+            .collect();
+        let next = |partition, next_offset| NextOffset {
+            topic: "cdc.masked.ks.t".into(),
+            partition,
+            next_offset,
+        };
+        let batch = TableBatch {
+            shape: TableShape {
+                keyspace: "ks".into(),
+                table: "t".into(),
+                columns: Vec::new(),
+            },
+            events,
+            // Partition 3 only advanced (its message was dead-lettered).
+            next_offsets: vec![next(0, 13), next(1, 22), next(2, 31), next(3, 5)],
+        };
+        let groups = split_by_partition(batch, raws, 2);
+        assert_eq!(groups.len(), 2);
+        let offsets = |g: &(TableBatch, Vec<RawMessage>)| -> Vec<(i32, i64)> {
+            g.0.events
+                .iter()
+                .map(|e| (e.source.partition, e.source.offset))
+                .collect()
+        };
+        // Partitions 0 and 2 in the first group, 1 and 3 in the second; order kept.
+        assert_eq!(
+            offsets(&groups[0]),
+            vec![(0, 10), (2, 30), (0, 11), (0, 12)]
+        );
+        assert_eq!(offsets(&groups[1]), vec![(1, 20), (1, 21)]);
+        let stored: Vec<Vec<(i32, i64)>> = groups
+            .iter()
+            .map(|g| {
+                g.0.next_offsets
+                    .iter()
+                    .map(|o| (o.partition, o.next_offset))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(stored, vec![vec![(0, 13), (2, 31)], vec![(1, 22), (3, 5)]]);
+        // Dead-letter copies travel with their events.
+        for g in &groups {
+            let want: Vec<Vec<u8>> =
+                g.0.events
+                    .iter()
+                    .map(|e| e.source.offset.to_string().into_bytes())
+                    .collect();
+            let got: Vec<Vec<u8>> = g.1.iter().map(|r| r.payload.clone()).collect();
+            assert_eq!(got, want);
+        }
+        // More groups than partitions: one per partition; one group: the batch whole.
+        let one = TableBatch {
+            shape: groups[0].0.shape.clone(),
+            events: vec![event_at(0, 1)],
+            next_offsets: vec![next(0, 2)],
+        };
+        let raws = vec![RawMessage {
+            key: None,
+            payload: Vec::new(),
+            headers: Vec::new(),
+        }];
+        assert_eq!(split_by_partition(one, raws, 8).len(), 1);
+    }
 
     #[test]
     fn consume_pause_backs_off_to_five_seconds() {

@@ -29,6 +29,7 @@ pub fn runner_config<D: DestinationKind>(
     c.batch = sink.batch.clone();
     c.retry = sink.retry.clone();
     c.drain_timeout = Duration::from_secs(sink.drain_timeout_secs);
+    c.parallelism = usize::try_from(sink.parallelism).unwrap_or(1).max(1);
     c
 }
 
