@@ -53,11 +53,12 @@ test-integration: stack-up ## integration tests against the running local stack 
 	set -a; source $(STACK_DIR)/env; set +a; \
 	$(CARGO) test --workspace --test '*' -- --test-threads=$(TEST_THREADS)
 
-# The sinks are started as processes by the test, so their binaries are built first. Chromium comes
+# The whole pipeline (capture, masker, three sinks, cdcctl load) runs as processes in the test, so the
+# binaries are built first. Chromium comes
 # from dev/apt-packages.txt (installed by stack-up).
 test-dashboard: stack-up ## browser test of `cdcctl dashboard` in headless Chromium (screenshot: target/dashboard.png)
 	set -a; source $(STACK_DIR)/env; set +a; \
-	$(CARGO) build -p cdcctl -p sink-postgres -p sink-clickhouse -p sink-timescaledb && \
+	$(CARGO) build --workspace --bins && \
 	$(CARGO) test -p cdcctl --test dashboard -- --nocapture
 
 tools: ## install (cached machine-wide) helm, promtool, k8s-validate and the Vault dev server the tests use

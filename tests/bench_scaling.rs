@@ -265,12 +265,11 @@ async fn scaling_with_partitions() {
              partition); scaling it out means more instances in its consumer group, not measured here. One \
              run on a shared 2-core machine (load above): the direct rows are CPU-bound, the latency-bound \
              rows show what parallelism buys when each batch waits on the network.\n\n\
-             Reading: `sinks.<d>.parallelism` is accepted by the configuration but the sink runs one writer per \
-             process (crates/cdc-sink/README.md, \"Not supported yet\"), so within one process more partitions \
-             and a larger `parallelism` do not raise throughput; the latency-bound rows make that visible \
-             (flat instead of linear). SC-007's linear scaling needs either concurrent writers per partition \
-             in the sink or more sink processes in the consumer group (one per group of partitions), which this \
-             harness does not start yet.\n\n{report}",
+             Reading: the sink splits each flushed batch by partition into up to `parallelism` concurrent \
+             writes (each atomic with its partitions' offsets; a table's open batch holds up to \
+             `parallelism` x `batch.max_rows`). On the direct rows the two cores are already busy, so \
+             concurrency can only add contention; the latency-bound rows show the scaling itself. The \
+             masker is one consumer per instance.\n\n{report}",
             date = bench::today(),
             machine = bench::machine_description(),
         );

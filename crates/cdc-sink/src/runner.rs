@@ -236,7 +236,8 @@ pub struct RunnerConfig {
     pub backlog_interval: Duration,
     /// Writes in flight at once per flushed batch: a batch spanning several partitions is split
     /// into up to this many groups of partitions, each one atomic write of its rows and offsets
-    /// (`sinks.<d>.parallelism`, CR-007). 1 writes each batch whole.
+    /// (`sinks.<d>.parallelism`, CR-007); a table's open batch then holds up to this many times
+    /// `batch.max_rows` / `max_bytes` (one write's worth per group). 1 writes each batch whole.
     pub parallelism: usize,
 }
 
@@ -539,6 +540,7 @@ impl<D: Destination> SinkRunner<D> {
             pending: HashMap::new(),
             positions,
             commands,
+            assigned: HashMap::new(),
         };
         let result = worker.run_loop(&mut rebalances, &cancel).await;
         backlog_cancel.cancel();
@@ -784,6 +786,8 @@ struct Worker<'r, D: Destination> {
     /// Next offset stored in the destination per partition (for the backlog gauge).
     positions: Positions,
     commands: mpsc::Receiver<Queued>,
+    /// Partitions assigned to this member, per topic (sizes a table's batch for `parallelism`).
+    assigned: HashMap<String, BTreeSet<i32>>,
 }
 
 enum Step {
@@ -904,6 +908,12 @@ impl<D: Destination> Worker<'_, D> {
         match ev {
             RebalanceEvent::Assigned { partitions, .. } => {
                 self.runner.metrics.kafka.rebalances.inc();
+                for tp in &partitions {
+                    self.assigned
+                        .entry(tp.topic.clone())
+                        .or_default()
+                        .insert(tp.partition);
+                }
                 if partitions.is_empty() {
                     return Ok(());
                 }
@@ -964,6 +974,11 @@ impl<D: Destination> Worker<'_, D> {
                 Ok(())
             }
             RebalanceEvent::Revoked { partitions } => {
+                for tp in &partitions {
+                    if let Some(set) = self.assigned.get_mut(&tp.topic) {
+                        set.remove(&tp.partition);
+                    }
+                }
                 // Abandon what is not written yet: the next owner resumes from the stored offsets.
                 for tp in &partitions {
                     self.positions.remove(tp);
@@ -1370,8 +1385,15 @@ impl<D: Destination> Worker<'_, D> {
             }
         }
         let batch = self.runner.batch_config();
+        let parallelism = self.runner.config.parallelism;
+        let assigned = self.assigned.get(&topic).map_or(0, BTreeSet::len);
         let full = self.pending.get(&topic).is_some_and(|p| {
-            p.events.len() >= batch.max_rows as usize || p.bytes as u64 >= batch.max_bytes
+            // Sized for one write per assigned partition (up to `parallelism`): Kafka delivers a
+            // backlog partition by partition, so a batch sized by the partitions seen so far
+            // would rarely span more than one.
+            let writes = p.next.len().max(assigned).clamp(1, parallelism.max(1));
+            p.events.len() >= batch.max_rows as usize * writes
+                || p.bytes as u64 >= batch.max_bytes.saturating_mul(writes as u64)
         });
         if full {
             self.flush(&topic, cancel).await?;

@@ -1,30 +1,43 @@
-//! Browser test of `cdcctl dashboard` (issue 8): the three real sink binaries write a unique
-//! `cdc.masked.<ks>.t` topic into PostgreSQL, ClickHouse and TimescaleDB under continuous load;
-//! `cdcctl dashboard` polls them (services taken from the test's pipeline.yaml); headless Chromium
-//! (Debian's `chromium`, driven over the DevTools protocol) loads the page. The test waits for two
-//! refreshes, checks every destination's rows and throughput move, stops sink-clickhouse and checks
-//! ClickHouse turns red while PostgreSQL and TimescaleDB stay green, and saves a screenshot to
-//! `target/dashboard.png`.
+//! Browser test of `cdcctl dashboard` (issue 8 acceptance: "under `cdcctl load --rate 1000`, the
+//! dashboard shows per-destination lag, throughput and error rates refreshing every 5 s").
 //!
-//! Needs the local stack (`make stack-up`), `chromium` (in `dev/apt-packages.txt`) and the sink
-//! binaries (`make test-dashboard` builds them). Never skips: anything missing fails the test.
+//! The whole pipeline — capture, masker, sink-postgres, sink-clickhouse, sink-timescaledb — runs as
+//! real processes (`cdc_testkit::RunningPipeline`) on a keyspace of its own, fed in the background by
+//! the real `cdcctl load --create-schema --rate 1000` with the pipeline's pipeline.yaml.
+//! `cdcctl dashboard` is pointed at that pipeline.yaml with its default 5 s interval; headless
+//! Chromium (Debian's `chromium`, driven over the DevTools protocol) loads the page. The test checks
+//! that the page says and does refresh every 5 s, that across refreshes every destination's rows
+//! written rise with a positive throughput while its lag and error rate are shown, and that capture
+//! and masker are up and moving. It then stops sink-clickhouse (SIGTERM, clean drain) and checks
+//! ClickHouse turns red while PostgreSQL and TimescaleDB stay green and keep writing, saves a
+//! screenshot to `target/dashboard.png` (`target/dashboard-failure.png` when a wait fails) and
+//! checks `cdcctl load` reported no write errors.
+//!
+//! Needs the local stack (`make stack-up`), `chromium` (in `dev/apt-packages.txt`) and the workspace
+//! binaries (`cargo build --workspace --bins`; `make test-dashboard` does it). Never skips: anything
+//! missing fails the test.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
-use cdc_sink::compliance::{ComplianceEnv, EventFactory, Fixture};
-use cdc_testkit::StackEnv;
+use cdc_testkit::pipeline::{PipelineSpec, RunningPipeline, Service, policy_header};
+use cdc_testkit::{StackEnv, unique_name};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 
-const INTERVAL: &str = "2s";
+/// `cdcctl load --rate` (events per second, the acceptance's figure).
+const LOAD_RATE: u32 = 1000;
+/// `cdcctl load --duration`: long enough to cover every check under load.
+const LOAD_SECS: u64 = 90;
+/// The dashboard's default `--interval` (not passed: the default is what is tested).
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+/// The table `cdcctl load` writes (its demo table).
+const TABLE: &str = "patients";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -33,46 +46,40 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
 }
 
-/// `<target>/<profile>` of this test build (test executables live in its `deps/`).
-fn profile_dir() -> PathBuf {
+/// The target directory (screenshots go there): `<target>/<profile>/cdcctl` is two levels down.
+fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_cdcctl"))
         .parent()
+        .and_then(Path::parent)
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| panic!("cdcctl binary has no parent directory"))
+        .unwrap_or_else(|| panic!("the cdcctl binary has no target directory"))
 }
 
-/// The target directory (screenshots go there).
-fn target_dir() -> PathBuf {
-    profile_dir()
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| panic!("the profile directory has no parent"))
+/// The real `cdcctl` with `--config` set to the pipeline's pipeline.yaml; `CDC__…` overrides of
+/// the test process are removed (the generated file is the whole configuration, as for the
+/// pipeline's services and `RunningPipeline::cdcctl`).
+fn cdcctl(pipeline: &RunningPipeline) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdcctl"));
+    cmd.arg("--config").arg(pipeline.config_path());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("CDC__") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
 }
 
-fn sink_binary(name: &str) -> PathBuf {
-    let path = profile_dir().join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build the sinks first (`cargo build -p sink-postgres -p sink-clickhouse \
-         -p sink-timescaledb`; `make test-dashboard` does)",
-        path.display()
-    );
-    path
-}
-
-fn spawn_logged(program: &Path, args: &[&str], log: &Path) -> Child {
-    let out =
-        std::fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-    let err = out
-        .try_clone()
-        .unwrap_or_else(|e| panic!("clone log handle: {e}"));
-    Command::new(program)
-        .args(args)
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
+/// Starts `cmd` with stdout to `out` and stderr to `err`, killed when dropped.
+fn spawn_logged(mut cmd: Command, what: &str, out: &Path, err: &Path) -> Child {
+    let file = |p: &Path| {
+        std::fs::File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()))
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(file(out)))
+        .stderr(Stdio::from(file(err)))
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()))
+        .unwrap_or_else(|e| panic!("start {what}: {e}"))
 }
 
 fn tail(log: &Path) -> String {
@@ -81,11 +88,16 @@ fn tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+/// Masking policy of `ks.patients` (the demo table's PII/PHI columns).
+fn policy(ks: &str) -> String {
+    format!(
+        "{}tables:\n  {ks}.{TABLE}:\n    \
+         email: {{class: pii, strategy: hash}}\n    \
+         ssn: {{class: pii, strategy: hash}}\n    \
+         phone: {{class: pii, strategy: partial, keep_last: 4}}\n    \
+         medical_record_number: {{class: phi, strategy: tokenize}}\n",
+        policy_header(1)
+    )
 }
 
 /// A headless Chromium driven over the Chrome DevTools protocol (one page, flattened session).
@@ -253,25 +265,30 @@ impl Drop for Browser {
     }
 }
 
-/// What the page shows: refresh count and, per destination and stage, health and figures.
+/// What the page shows: refresh count and interval and, per destination and stage, health and
+/// figures (`null` when the figure shows "—"); `fields` lists the figures each card displays.
 const READ_PAGE: &str = r#"(() => {
   if (!document.getElementById("last-refresh")) return { refreshes: 0, loading: document.URL };
   const fig = (card, f) => {
     const e = card.querySelector(`[data-field="${f}"]`);
     return e && e.dataset.value !== "" ? Number(e.dataset.value) : null;
   };
+  const fields = (card) => Array.from(card.querySelectorAll("[data-field]")).map((e) => e.dataset.field);
   const out = { refreshes: Number(document.body.dataset.refreshes || 0),
                 lastRefresh: document.getElementById("last-refresh").textContent,
+                interval: document.getElementById("interval").textContent,
                 destinations: {}, stages: {} };
   for (const c of document.querySelectorAll("[data-destination]")) {
     out.destinations[c.dataset.destination] = {
       health: c.dataset.health, rows: fig(c, "rows_total"), throughput: fig(c, "throughput_rows_per_sec"),
-      lag: fig(c, "lag_seconds"), p99: fig(c, "latency_p99_seconds"),
+      lag: fig(c, "lag_seconds"), errors: fig(c, "error_rate_per_sec"), p99: fig(c, "latency_p99_seconds"),
+      fields: fields(c),
       colour: getComputedStyle(c.querySelector(".badge")).backgroundColor,
       reasons: Array.from(c.querySelectorAll(".reasons li")).map((l) => l.textContent) };
   }
   for (const c of document.querySelectorAll("[data-stage]")) {
-    out.stages[c.dataset.stage] = { health: c.dataset.health };
+    out.stages[c.dataset.stage] = { health: c.dataset.health,
+      throughput: fig(c, "throughput_events_per_sec"), events: fig(c, "events_total") };
   }
   return out;
 })()"#;
@@ -313,8 +330,44 @@ fn rows(view: &Value, d: &str) -> f64 {
     view["destinations"][d]["rows"].as_f64().unwrap_or(-1.0)
 }
 
+fn throughput(view: &Value, d: &str) -> f64 {
+    view["destinations"][d]["throughput"]
+        .as_f64()
+        .unwrap_or(0.0)
+}
+
 fn health<'a>(view: &'a Value, d: &str) -> &'a str {
     view["destinations"][d]["health"].as_str().unwrap_or("")
+}
+
+fn refreshes(view: &Value) -> u64 {
+    view["refreshes"].as_u64().unwrap_or(0)
+}
+
+/// One line per destination: what the page shows (printed for the record).
+fn summary(label: &str, view: &Value) -> String {
+    let mut s = format!("{label} (refresh {}):", refreshes(view));
+    for d in DESTINATIONS {
+        let v = &view["destinations"][d];
+        s.push_str(&format!(
+            "\n  {d:<12} {:<8} rows {:>8} throughput {:>8} rows/s lag {} s errors {} /s",
+            v["health"].as_str().unwrap_or("?"),
+            v["rows"],
+            v["throughput"],
+            v["lag"],
+            v["errors"]
+        ));
+    }
+    for st in ["capture", "masker"] {
+        let v = &view["stages"][st];
+        s.push_str(&format!(
+            "\n  {st:<12} {:<8} events {} throughput {} events/s",
+            v["health"].as_str().unwrap_or("?"),
+            v["events"],
+            v["throughput"]
+        ));
+    }
+    s
 }
 
 async fn get_ok(client: &reqwest::Client, url: &str) -> bool {
@@ -323,113 +376,36 @@ async fn get_ok(client: &reqwest::Client, url: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_shows_live_destinations_and_a_stopped_sink_turns_red() {
+    let started = Instant::now();
     let env = StackEnv::load();
-    let compliance = ComplianceEnv {
-        kafka_bootstrap: env.kafka_bootstrap.clone(),
-        poison_name: None,
-    };
-    let fx = Arc::new(Fixture::new(&compliance, "dash").await);
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let ks = unique_name("dash");
+    let spec = PipelineSpec::new("dash", [ks.clone()]).policy(policy(&ks));
+    let pipeline = RunningPipeline::start(&env, spec).await;
+    let dir = pipeline.dir().to_path_buf();
+    eprintln!(
+        "pipeline {} ready after {:?} (files in {})",
+        pipeline.names().name,
+        started.elapsed(),
+        dir.display()
+    );
 
-    // pipeline.yaml: the three sinks on free admin ports; capture and masker configured but not
-    // running (the dashboard must show them down).
-    let (pg_port, ch_port, ts_port) = (free_port(), free_port(), free_port());
-    let pattern = format!("^{}$", fx.topic.replace('.', "\\."));
-    let sink = |name: &str, port: u16, destination: &str| {
-        format!(
-            "  {name}:\n    group_id: {group}_{name}\n    topics_pattern: '{pattern}'\n    dlq_topic: {dlq}\n    \
-             batch: {{max_rows: 500, linger_ms: 100}}\n    retry: {{initial_backoff_ms: 50, max_backoff_ms: 1000}}\n    \
-             admin: {{listen_addr: \"127.0.0.1:{port}\"}}\n    destination:\n{destination}",
-            group = fx.group,
-            dlq = fx.dlq_topic,
-        )
-    };
-    let config = [
-        "kafka:".to_owned(),
-        format!("  bootstrap_servers: [\"{}\"]", env.kafka_bootstrap),
-        "  replication_factor: 1".to_owned(),
-        "  topic_partitions: 3".to_owned(),
-        format!(
-            "capture: {{admin: {{listen_addr: \"127.0.0.1:{}\"}}}}",
-            free_port()
-        ),
-        format!(
-            "masker: {{admin: {{listen_addr: \"127.0.0.1:{}\"}}}}",
-            free_port()
-        ),
-        "sinks:".to_owned(),
-        sink(
-            "postgres",
-            pg_port,
-            &format!(
-                "      url: plain:{}\n      database: warehouse\n      tls: disable\n",
-                env.postgres_url
-            ),
-        ),
-        sink(
-            "clickhouse",
-            ch_port,
-            &format!("      url: {}\n      password: null\n", env.clickhouse_url),
-        ),
-        sink(
-            "timescaledb",
-            ts_port,
-            &format!(
-                "      url: plain:{}\n      database: timeseries\n      tls: disable\n",
-                env.timescale_url
-            ),
-        ),
-    ]
-    .join("\n");
-    let config_path = dir.path().join("pipeline.yaml");
-    std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("write config: {e}"));
-    let cfg = config_path.to_string_lossy().into_owned();
-
-    let mut sinks = Vec::new();
-    for (name, port) in [
-        ("sink-postgres", pg_port),
-        ("sink-clickhouse", ch_port),
-        ("sink-timescaledb", ts_port),
-    ] {
-        let log = dir.path().join(format!("{name}.log"));
-        let child = spawn_logged(&sink_binary(name), &["--config", &cfg], &log);
-        sinks.push((name, port, child, log));
-    }
+    // The dashboard on the pipeline's pipeline.yaml, default interval (5 s).
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap_or_else(|e| panic!("http client: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    for (name, port, _, log) in &sinks {
-        while !get_ok(&client, &format!("http://127.0.0.1:{port}/readyz")).await {
-            assert!(
-                Instant::now() < deadline,
-                "{name} not ready within 90 s; its log:\n{}",
-                tail(log)
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    let dash_port = free_port();
-    let dash_log = dir.path().join("dashboard.log");
-    let listen = format!("127.0.0.1:{dash_port}");
-    let _dashboard = spawn_logged(
-        Path::new(env!("CARGO_BIN_EXE_cdcctl")),
-        &[
-            "--config",
-            &cfg,
-            "dashboard",
-            "--listen",
-            &listen,
-            "--interval",
-            INTERVAL,
-            // Generous: other tests may share the machine; the health rules are unit-tested.
-            "--lag-warn-seconds",
-            "120",
-        ],
-        &dash_log,
-    );
+    let dash_log = dir.join("dashboard.log");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut dash_cmd = cdcctl(&pipeline);
+    dash_cmd.args([
+        "dashboard",
+        "--listen",
+        &listen,
+        // Generous: debug binaries and Chromium share two cores; the health rules are unit-tested.
+        "--lag-warn-seconds",
+        "120",
+    ]);
+    let _dashboard = spawn_logged(dash_cmd, "cdcctl dashboard", &dash_log, &dash_log);
     let url = format!("http://{listen}/");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !get_ok(&client, &format!("{url}api/snapshot")).await {
@@ -441,101 +417,145 @@ async fn dashboard_shows_live_destinations_and_a_stopped_sink_turns_red() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Continuous load: 50 inserts every 250 ms with writetime = now (lag and latency are real).
-    let loading = Arc::new(AtomicBool::new(true));
-    let load = {
-        let (fx, loading) = (Arc::clone(&fx), Arc::clone(&loading));
-        tokio::spawn(async move {
-            let mut events = EventFactory::new(&fx.keyspace, &fx.table);
-            let mut id = 0i32;
-            while loading.load(Ordering::SeqCst) {
-                let batch: Vec<_> = (0..50)
-                    .map(|_| {
-                        id += 1;
-                        events.insert(id, &format!("fake-user-{id}"), i64::from(id), now_micros())
-                    })
-                    .collect();
-                fx.produce(&batch).await;
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            id
-        })
-    };
+    // The load: the real `cdcctl load` at 1,000 events/s in the background (creates the table).
+    let load_out = dir.join("load.json");
+    let load_log = dir.join("load.log");
+    let mut load_cmd = cdcctl(&pipeline);
+    load_cmd.args([
+        "load",
+        "--keyspace",
+        &ks,
+        "--table",
+        TABLE,
+        "--create-schema",
+        "--rate",
+        &LOAD_RATE.to_string(),
+        "--duration",
+        &format!("{LOAD_SECS}s"),
+        "--keys",
+        "100000",
+        "--concurrency",
+        "16",
+        "--json",
+    ]);
+    let load_started = Instant::now();
+    let mut load = spawn_logged(load_cmd, "cdcctl load", &load_out, &load_log);
 
-    let logs: Vec<PathBuf> = sinks
+    let logs: Vec<PathBuf> = Service::ALL
         .iter()
-        .map(|(_, _, _, l)| l.clone())
-        .chain([dash_log.clone()])
+        .map(|s| pipeline.log_path(*s))
+        .chain([dash_log.clone(), load_log.clone()])
         .collect();
     let mut browser = Browser::launch().await;
     browser.open(&url).await;
     let first = wait_page(
         &mut browser,
         &logs,
-        Duration::from_secs(60),
+        Duration::from_secs(90),
         "two refreshes with rows written to every destination",
-        |v| {
-            v["refreshes"].as_u64().unwrap_or(0) >= 2
-                && DESTINATIONS.iter().all(|d| rows(v, d) > 0.0)
-        },
+        |v| refreshes(v) >= 2 && DESTINATIONS.iter().all(|d| rows(v, d) > 0.0),
     )
     .await;
-    let seen = first["refreshes"].as_u64().unwrap_or(0);
     assert_ne!(first["lastRefresh"], "never");
+    assert_eq!(
+        first["interval"], "5",
+        "the page says it refreshes every 5 s"
+    );
+    eprintln!("{}", summary("first rows", &first));
 
-    // Under load the numbers move from one refresh to the next, and every destination is green.
+    // From the next refresh on: the page refreshes every 5 s, and under load the numbers move from
+    // one refresh to the next with every destination green and its lag and error rate shown.
+    let edge = wait_page(
+        &mut browser,
+        &logs,
+        DEFAULT_INTERVAL * 3,
+        "the next refresh",
+        |v| refreshes(v) > refreshes(&first),
+    )
+    .await;
+    let edge_at = Instant::now();
+    eprintln!("{}", summary("edge", &edge));
     let moving = wait_page(
         &mut browser,
         &logs,
-        Duration::from_secs(90),
-        "rows and throughput rising on every destination, all green",
+        Duration::from_secs(60),
+        "rows rising and throughput shown on every destination over two refreshes, all green",
         |v| {
-            v["refreshes"].as_u64().unwrap_or(0) >= seen + 2
+            refreshes(v) >= refreshes(&edge) + 2
                 && DESTINATIONS.iter().all(|d| {
-                    rows(v, d) > rows(&first, d)
-                        && v["destinations"][d]["throughput"].as_f64().unwrap_or(0.0) > 0.0
-                        && health(v, d) == "up"
+                    rows(v, d) > rows(&edge, d) && throughput(v, d) > 0.0 && health(v, d) == "up"
                 })
         },
     )
     .await;
+    let period = edge_at.elapsed().as_secs_f64() / (refreshes(&moving) - refreshes(&edge)) as f64;
+    eprintln!(
+        "{}\n  page refresh period {period:.2} s",
+        summary("moving", &moving)
+    );
+    assert!(
+        (4.0..=7.0).contains(&period),
+        "the page refreshes every 5 s (measured {period:.2} s per refresh)"
+    );
     for d in DESTINATIONS {
         let view = &moving["destinations"][d];
+        for field in [
+            "lag_seconds",
+            "throughput_rows_per_sec",
+            "error_rate_per_sec",
+        ] {
+            assert!(
+                view["fields"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|x| x == field)),
+                "{d}: the card shows {field}: {view}"
+            );
+        }
         assert!(
             view["lag"]
                 .as_f64()
                 .is_some_and(|l| (0.0..120.0).contains(&l)),
             "{d}: lag shown and small: {view}"
         );
+        assert!(
+            view["errors"].as_f64() == Some(0.0),
+            "{d}: error rate shown, and zero under a healthy load: {view}"
+        );
+        assert!(
+            rows(&moving, d) > rows(&edge, d) && rows(&edge, d) > 0.0,
+            "{d}: rows written rise between refreshes: {} -> {}",
+            rows(&edge, d),
+            rows(&moving, d)
+        );
+        // The 1,000 events/s show: a loose floor (rates are over a 30 s window that includes the
+        // start of the load).
+        assert!(
+            throughput(&moving, d) >= 0.25 * f64::from(LOAD_RATE),
+            "{d}: throughput under --rate {LOAD_RATE}: {view}"
+        );
         assert_eq!(
             view["colour"], "rgb(26, 127, 55)",
             "{d}: the badge is green"
         );
     }
-    assert_eq!(moving["stages"]["capture"]["health"], "down", "{moving:#}");
-    assert_eq!(moving["stages"]["masker"]["health"], "down", "{moving:#}");
+    for stage in ["capture", "masker"] {
+        let view = &moving["stages"][stage];
+        assert_eq!(view["health"], "up", "{stage}: {moving:#}");
+        assert!(
+            view["throughput"].as_f64().is_some_and(|t| t > 0.0),
+            "{stage} moves under load: {view}"
+        );
+    }
 
     // Stop sink-clickhouse (SIGTERM, clean drain): only ClickHouse turns red.
-    let (_, _, ch_child, ch_log) = &mut sinks[1];
-    let pid = ch_child
-        .id()
-        .unwrap_or_else(|| panic!("sink-clickhouse has exited early"));
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap_or_else(|e| panic!("kill -TERM: {e}"));
-    assert!(killed.success(), "kill -TERM {pid}");
-    let exited = tokio::time::timeout(Duration::from_secs(60), ch_child.wait())
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "sink-clickhouse did not stop within 60 s:\n{}",
-                tail(ch_log)
-            )
-        });
-    assert!(exited.is_ok(), "sink-clickhouse stopped");
+    let stopped = pipeline.stop(Service::SinkClickhouse).await;
+    assert!(
+        stopped.is_some(),
+        "sink-clickhouse was not running before the stop:\n{}",
+        pipeline.log_tail(Service::SinkClickhouse, 15)
+    );
+    eprintln!("sink-clickhouse stopped: {stopped:?}");
 
-    let before_stop = moving.clone();
     let red = wait_page(
         &mut browser,
         &logs,
@@ -545,11 +565,12 @@ async fn dashboard_shows_live_destinations_and_a_stopped_sink_turns_red() {
             health(v, "clickhouse") == "down"
                 && health(v, "postgres") == "up"
                 && health(v, "timescaledb") == "up"
-                && rows(v, "postgres") > rows(&before_stop, "postgres")
-                && rows(v, "timescaledb") > rows(&before_stop, "timescaledb")
+                && rows(v, "postgres") > rows(&moving, "postgres")
+                && rows(v, "timescaledb") > rows(&moving, "timescaledb")
         },
     )
     .await;
+    eprintln!("{}", summary("clickhouse stopped", &red));
     let ch = &red["destinations"]["clickhouse"];
     assert_eq!(
         ch["colour"], "rgb(207, 34, 46)",
@@ -560,6 +581,19 @@ async fn dashboard_shows_live_destinations_and_a_stopped_sink_turns_red() {
             .as_str()
             .is_some_and(|r| r.contains("sink-clickhouse does not answer")),
         "the reason is shown: {ch}"
+    );
+    for d in ["postgres", "timescaledb"] {
+        assert_eq!(
+            red["destinations"][d]["colour"], "rgb(26, 127, 55)",
+            "{d}: the badge stays green"
+        );
+    }
+    assert!(
+        matches!(load.try_wait(), Ok(None)),
+        "cdcctl load ({LOAD_SECS} s) ended before the checks did ({:?} after it started); \
+         its log:\n{}",
+        load_started.elapsed(),
+        tail(&load_log)
     );
 
     let png = target_dir().join("dashboard.png");
@@ -583,6 +617,8 @@ async fn dashboard_shows_live_destinations_and_a_stopped_sink_turns_red() {
     };
     assert_eq!(api_health("clickhouse"), Some(json!("down")));
     assert_eq!(api_health("postgres"), Some(json!("up")));
+    assert_eq!(api_health("timescaledb"), Some(json!("up")));
+    assert_eq!(snap["interval_ms"], 5000, "the default interval is 5 s");
     assert!(
         snap["destinations"][0]["history"]
             .as_array()
@@ -590,19 +626,42 @@ async fn dashboard_shows_live_destinations_and_a_stopped_sink_turns_red() {
         "history kept: {}",
         snap["destinations"][0]["history"]
     );
-
-    loading.store(false, Ordering::SeqCst);
-    let produced = load.await.unwrap_or_else(|e| panic!("load task: {e}"));
-    assert!(produced > 0);
     drop(browser);
-    for (_, _, child, _) in &mut sinks {
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-    }
-    cleanup(&env, &fx.keyspace).await;
+
+    // The load ran at its rate without write errors.
+    let status = tokio::time::timeout(
+        Duration::from_secs(LOAD_SECS + 60).saturating_sub(load_started.elapsed()),
+        load.wait(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("cdcctl load did not end; its log:\n{}", tail(&load_log)))
+    .unwrap_or_else(|e| panic!("cdcctl load: {e}"));
+    let report: Value = serde_json::from_slice(&std::fs::read(&load_out).unwrap_or_default())
+        .unwrap_or_else(|e| {
+            panic!(
+                "cdcctl load ({status}) printed no JSON report ({e}); its log:\n{}",
+                tail(&load_log)
+            )
+        });
+    eprintln!(
+        "cdcctl load: {} events, {} errors, achieved {} events/s",
+        report["events"]["total"], report["errors"]["total"], report["achieved_rate"]
+    );
+    assert!(status.success(), "cdcctl load failed ({status}): {report}");
+    assert_eq!(report["errors"]["total"], 0, "{report}");
+    assert!(
+        report["achieved_rate"]
+            .as_f64()
+            .is_some_and(|r| r >= 0.8 * f64::from(LOAD_RATE)),
+        "cdcctl load kept up with --rate {LOAD_RATE}: {report}"
+    );
+
+    drop(pipeline);
+    cleanup(&env, &ks).await;
+    eprintln!("done in {:?}", started.elapsed());
 }
 
-/// Drops what the sinks created for the test keyspace (best effort).
+/// Drops what the load and the sinks created for the test keyspace (best effort).
 async fn cleanup(env: &StackEnv, keyspace: &str) {
     for url in [&env.postgres_url, &env.timescale_url] {
         if let Ok((client, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await {
@@ -617,4 +676,14 @@ async fn cleanup(env: &StackEnv, keyspace: &str) {
         .body(format!("DROP DATABASE IF EXISTS `{keyspace}`"))
         .send()
         .await;
+    if let Ok(session) = scylla::client::session_builder::SessionBuilder::new()
+        .known_node(&env.cassandra_cql)
+        .connection_timeout(Duration::from_secs(10))
+        .build()
+        .await
+    {
+        let _ = session
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[])
+            .await;
+    }
 }
