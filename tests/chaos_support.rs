@@ -689,15 +689,16 @@ pub fn render_report(results: &[Value]) -> String {
     }
     out.push_str(
         "\n## Open issues found by the suite\n\n\
-         - **Kafka broker restart** (fixed 2026-11-27, now `kafka_broker_restart` in `make chaos`, \
-         failing on any stage exit): earlier runs showed the masker exiting with `Kafka transaction \
-         abort failed … Conflicting commit_transaction API call is already in progress` (a \
-         timed-out commit answered with an abort) and with `INVALID_TXN_STATE` (librdkafka declared \
-         the producer unusable after the restart). `commit`/`abort` now resume a call librdkafka \
-         marks retriable, and capture and masker replace an unusable (not fenced) producer for the \
-         same transactional id and redo the batch. Convergence after the broker is healthy again \
-         varied from 15 s to 110 s over 4 strict runs; the two slower runs were those that \
-         replaced a producer (not yet analysed).\n\
+         - **Kafka broker restart** (`long_kafka_broker_restart`, chaos-long only, failing on any \
+         stage exit): earlier runs showed the masker exiting with `Kafka transaction abort failed … \
+         Conflicting commit_transaction API call is already in progress` (a timed-out commit \
+         answered with an abort) and with `INVALID_TXN_STATE` after the restart. Since 2026-11-27 \
+         `commit`/`abort` resume a call librdkafka marks retriable, and capture and masker replace \
+         an unusable (not fenced) producer and redo the batch: 4 strict local runs then passed \
+         (5,400 events each, 0 lost, 0 duplicated, converged 15-110 s after the broker was healthy), \
+         but the same scenario in a CI run did not converge within verify's 180 s (3,873 rows \
+         missing, 1,596 stale, none duplicated, no stage exited): a stall not yet analysed, so the \
+         scenario stays out of `make chaos`.\n\
          - **Unreachable dependency at start**: services do not exit; they retry with growing \
          backoff and `/readyz` answers 503 naming the dependency (`tests/chaos_bad_input.rs`). The \
          log line names the destination (`destination postgres: … Connection refused`) but not \
