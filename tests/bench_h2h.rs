@@ -139,44 +139,6 @@ async fn cql(session: &Session, q: &str) {
         .unwrap_or_else(|e| panic!("{q}: {e}"));
 }
 
-/// `n` inserts into `ks.patients` (64 in flight); every value fake. Returns the wall time.
-async fn write_backlog(session: &Arc<Session>, ks: &str, n: i32) -> Duration {
-    let insert = session
-        .prepare(format!(
-            "INSERT INTO {ks}.{} (id, email, ssn, phone, medical_record_number, name, city, age) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            support::TABLE
-        ))
-        .await
-        .expect("prepare insert");
-    let t0 = Instant::now();
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let (s, p) = (Arc::clone(session), insert.clone());
-            async move {
-                s.execute_unpaged(
-                    &p,
-                    (
-                        i,
-                        format!("fake.user{i}@example.invalid"),
-                        format!("000-00-{:04}", i % 10000),
-                        format!("555-01{:02}", i % 100),
-                        format!("MRN-FAKE-{i}"),
-                        format!("Fake Name {i}"),
-                        "Faketown",
-                        30 + i % 50,
-                    ),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("insert {i}: {e}"));
-            }
-        })
-        .buffer_unordered(64)
-        .collect::<Vec<_>>()
-        .await;
-    t0.elapsed()
-}
-
 /// Writes 10 rows every 10 ms for `secs`, each with `name = lat:<client write time µs>` and
 /// `USING TIMESTAMP` of that time; ids start at `first_id`. Returns the number written.
 async fn write_probes(session: &Arc<Session>, ks: &str, first_id: i32, secs: u64) -> usize {
@@ -522,7 +484,7 @@ async fn head_to_head_with_debezium() {
 
     // The backlog, copied once per tool.
     let from = max_segment_id(&env.cassandra_cdc_raw);
-    let write_time = write_backlog(&session, &ks, events).await;
+    let write_time = bench::insert_fake_patients(&session, &ks, support::TABLE, events).await;
     wait_synced(&env.cassandra_cdc_raw, from).await;
     let copied = copy_segments(&env.cassandra_cdc_raw, &ours_dir, from);
     copy_segments(&env.cassandra_cdc_raw, &dbz_raw, from);

@@ -32,45 +32,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cdc_testkit::{Destination, FaultProxy, PipelineSpec, RunningPipeline, Service, StackEnv};
-use futures::StreamExt;
 use scylla::client::session::Session;
 
 const PARTITIONS: [u32; 5] = [1, 2, 4, 8, 16];
-
-async fn write_inserts(session: &Arc<Session>, ks: &str, n: i32) {
-    let insert = session
-        .prepare(format!(
-            "INSERT INTO {ks}.{} (id, email, ssn, phone, medical_record_number, name, city, age) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            support::TABLE
-        ))
-        .await
-        .expect("prepare insert");
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let (s, p) = (Arc::clone(session), insert.clone());
-            async move {
-                s.execute_unpaged(
-                    &p,
-                    (
-                        i,
-                        format!("fake.user{i}@example.invalid"),
-                        format!("000-00-{:04}", i % 10000),
-                        format!("555-01{:02}", i % 100),
-                        format!("MRN-FAKE-{i}"),
-                        format!("Fake Name {i}"),
-                        "Faketown",
-                        30 + i % 50,
-                    ),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("insert {i}: {e}"));
-            }
-        })
-        .buffer_unordered(64)
-        .collect::<Vec<_>>()
-        .await;
-}
 
 async fn wait_metric(
     pipeline: &RunningPipeline,
@@ -118,7 +82,7 @@ async fn one_config(
     let pipeline = RunningPipeline::start(env, spec).await;
     pipeline.stop(Service::Masker).await;
     pipeline.stop(Service::SinkPostgres).await;
-    write_inserts(session, &ks, events).await;
+    bench::insert_fake_patients(session, &ks, support::TABLE, events).await;
     let n = events as u64;
     let captured = wait_metric(
         &pipeline,

@@ -7,7 +7,11 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use scylla::client::session::Session;
 
 /// CPU time and peak resident set of one process, read from `/proc/<pid>/stat` and
 /// `/proc/<pid>/status`.
@@ -235,6 +239,49 @@ pub fn env_secs(name: &str, default: u64) -> Duration {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default),
     )
+}
+
+/// `n` inserts into `ks.<table>` (the e2e `patients` shape, 64 in flight); every value fake.
+/// Returns the wall time of the inserts (statement preparation excluded).
+pub async fn insert_fake_patients(
+    session: &Arc<Session>,
+    ks: &str,
+    table: &str,
+    n: i32,
+) -> Duration {
+    let insert = session
+        .prepare(format!(
+            "INSERT INTO {ks}.{table} (id, email, ssn, phone, medical_record_number, name, city, age) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .await
+        .expect("prepare insert");
+    let t0 = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let (s, p) = (Arc::clone(session), insert.clone());
+            async move {
+                s.execute_unpaged(
+                    &p,
+                    (
+                        i,
+                        format!("fake.user{i}@example.invalid"),
+                        format!("000-00-{:04}", i % 10000),
+                        format!("555-01{:02}", i % 100),
+                        format!("MRN-FAKE-{i}"),
+                        format!("Fake Name {i}"),
+                        "Faketown",
+                        30 + i % 50,
+                    ),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("insert {i}: {e}"));
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    t0.elapsed()
 }
 
 #[cfg(test)]
