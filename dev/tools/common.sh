@@ -53,6 +53,28 @@ go_install_cached() {
     printf '%s\n' "$bin"
 }
 
+# go_build_cached NAME: build the in-repo Go tool dev/tools/NAME (main.go, go.mod, go.sum) into
+# $TOOLS_DIR/NAME-<hash of those files>/ (rebuilt when its source changes; atomically, like go_install_cached);
+# prints the binary's path.
+go_build_cached() {
+    local name=$1
+    local src="$REPO_ROOT/dev/tools/$name" hash dir
+    hash=$(cat "$src/main.go" "$src/go.mod" "$src/go.sum" 2>/dev/null | sha256sum | cut -c1-16)
+    dir="$TOOLS_DIR/$name-$hash"
+    [[ -x $dir/$name ]] || tool_lock "$name"
+    if [[ ! -x $dir/$name ]]; then
+        go_env
+        log "$name: building dev/tools/$name (once per source change; cached in $dir)"
+        rm -rf "$dir.partial"
+        mkdir -p "$dir.partial"
+        (cd "$src" && nice -n 5 go build -trimpath -o "$dir.partial/$name" .) >&2 \
+            || die "$name: go build failed (see the messages above)"
+        rm -rf "$dir"
+        mv "$dir.partial" "$dir"
+    fi
+    printf '%s\n' "$dir/$name"
+}
+
 # tool_main BIN_PATH_FUNCTION ARGS...: the shared command dispatch of the tool scripts.
 tool_main() {
     local resolve=$1; shift

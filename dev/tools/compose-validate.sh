@@ -13,24 +13,6 @@ set -euo pipefail
 # shellcheck source=common.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 
-SRC="$REPO_ROOT/dev/tools/compose-validate"
-
-validator_bin() {
-    local hash dir
-    # Rebuilt when its source changes: the cache key is the hash of main.go + go.mod + go.sum.
-    hash=$(cat "$SRC/main.go" "$SRC/go.mod" "$SRC/go.sum" 2>/dev/null | sha256sum | cut -c1-16)
-    dir="$TOOLS_DIR/compose-validate-$hash"
-    [[ -x $dir/compose-validate ]] || tool_lock compose-validate
-    if [[ ! -x $dir/compose-validate ]]; then
-        go_env
-        log "compose-validate: building dev/tools/compose-validate (once per source change; cached in $dir)"
-        mkdir -p "$dir.partial"
-        (cd "$SRC" && nice -n 5 go build -trimpath -o "$dir.partial/compose-validate" .) >&2 \
-            || die "compose-validate: go build failed (see the messages above)"
-        rm -rf "$dir"
-        mv "$dir.partial" "$dir"
-    fi
-    printf '%s\n' "$dir/compose-validate"
-}
+validator_bin() { go_build_cached compose-validate; }
 
 tool_main validator_bin "$@"
