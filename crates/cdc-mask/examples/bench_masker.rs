@@ -3,9 +3,39 @@
 //! only (email, ssn, phone hashed) and one that also tokenizes (AES-GCM sealing of the vault entry;
 //! the vault round trip itself is per batch and not included).
 
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use cdc_mask::{KeyRing, Masker, Policy, PolicyContext};
+use mimalloc::MiMalloc;
+
+/// The services' allocator (mimalloc), counting allocations: allocations per event is the
+/// profiling pass's noise-free measure (docs/benchmarks.md), next to events/s on a shared machine.
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to `MiMalloc`; only a counter is added.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on to `MiMalloc`.
+        unsafe { MiMalloc.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { MiMalloc.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { MiMalloc.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 fn envelope(i: u32) -> Vec<u8> {
     format!(
@@ -29,17 +59,26 @@ fn run(label: &str, policy: &str) -> Result<(), cdc_mask::Error> {
     )?;
     let masker = Masker::new(p, keys, Some("v".into()))?;
     let inputs: Vec<Vec<u8>> = (0..100_000).map(envelope).collect();
-    let started = Instant::now();
+    // Best of 3 passes: the machine is shared, so the fastest pass is the least disturbed one.
+    let mut best = f64::MAX;
     let mut bytes = 0usize;
-    for e in &inputs {
-        bytes += masker.mask_envelope(e)?.0.len();
+    let mut allocations = 0u64;
+    for _ in 0..3 {
+        bytes = 0;
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let started = Instant::now();
+        for e in &inputs {
+            bytes += masker.mask_envelope(e)?.0.len();
+        }
+        best = best.min(started.elapsed().as_secs_f64());
+        allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
     }
-    let secs = started.elapsed().as_secs_f64();
     println!(
-        "{label}: {:.0} events/s on one core ({} events, {:.2} s, {} output bytes)",
-        inputs.len() as f64 / secs,
+        "{label}: {:.0} events/s on one core, {:.1} allocations/event ({} events, best of 3 passes {:.2} s, {} output bytes)",
+        inputs.len() as f64 / best,
+        allocations as f64 / inputs.len() as f64,
         inputs.len(),
-        secs,
+        best,
         bytes
     );
     Ok(())

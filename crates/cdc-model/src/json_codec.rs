@@ -61,6 +61,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
@@ -80,9 +81,28 @@ use crate::{ColumnKind, CqlType, CqlValue, Error, TableSchema};
 
 const EMPTY_KEY: &str = "$empty";
 
-fn jerr(path: &str, reason: impl Into<String>) -> Error {
+/// `parent.key` in a JSON path. Paths only appear in error messages, so they are built lazily:
+/// formatting one per cell on every decode was the masker's top allocation (docs/benchmarks.md).
+struct Field<'a>(&'a dyn fmt::Display, &'a str);
+
+impl fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
+/// `parent[index]` in a JSON path, built lazily like [`Field`].
+struct Index<'a>(&'a dyn fmt::Display, usize);
+
+impl fmt::Display for Index<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
+}
+
+fn jerr(path: &dyn fmt::Display, reason: impl Into<String>) -> Error {
     Error::Json {
-        path: path.to_owned(),
+        path: path.to_string(),
         reason: reason.into(),
     }
 }
@@ -99,7 +119,7 @@ fn float_to_json(x: f64) -> Json {
     }
 }
 
-fn float_from_json(j: &Json, path: &str) -> Result<f64, Error> {
+fn float_from_json(j: &Json, path: &dyn fmt::Display) -> Result<f64, Error> {
     match j {
         Json::Number(n) => n.as_f64().ok_or_else(|| jerr(path, "not a float")),
         Json::String(s) => match s.as_str() {
@@ -218,31 +238,38 @@ fn is_empty_marker(ty: &CqlType, j: &Json) -> bool {
     map.len() == 1 && map.get(EMPTY_KEY) == Some(&Json::Bool(true)) && !udt_has_field
 }
 
-fn int_from_json<T: TryFrom<i64>>(j: &Json, path: &str, what: &str) -> Result<T, Error> {
+fn int_from_json<T: TryFrom<i64>>(
+    j: &Json,
+    path: &dyn fmt::Display,
+    what: &str,
+) -> Result<T, Error> {
     j.as_i64()
         .and_then(|v| T::try_from(v).ok())
         .ok_or_else(|| jerr(path, format!("expected {what}")))
 }
 
-fn str_from_json<'j>(j: &'j Json, path: &str) -> Result<&'j str, Error> {
+fn str_from_json<'j>(j: &'j Json, path: &dyn fmt::Display) -> Result<&'j str, Error> {
     j.as_str().ok_or_else(|| jerr(path, "expected a string"))
 }
 
-fn array_from_json<'j>(j: &'j Json, path: &str) -> Result<&'j Vec<Json>, Error> {
+fn array_from_json<'j>(j: &'j Json, path: &dyn fmt::Display) -> Result<&'j Vec<Json>, Error> {
     j.as_array().ok_or_else(|| jerr(path, "expected an array"))
 }
 
-fn object_from_json<'j>(j: &'j Json, path: &str) -> Result<&'j Map<String, Json>, Error> {
+fn object_from_json<'j>(
+    j: &'j Json,
+    path: &dyn fmt::Display,
+) -> Result<&'j Map<String, Json>, Error> {
     j.as_object()
         .ok_or_else(|| jerr(path, "expected an object"))
 }
 
-fn uuid_from_json(j: &Json, path: &str) -> Result<Uuid, Error> {
+fn uuid_from_json(j: &Json, path: &dyn fmt::Display) -> Result<Uuid, Error> {
     Uuid::parse_str(str_from_json(j, path)?).map_err(|_| jerr(path, "expected a UUID string"))
 }
 
 /// Decodes a value of type `ty` from its JSON form; `path` locates it in error messages.
-pub fn value_from_json(ty: &CqlType, j: &Json, path: &str) -> Result<CqlValue, Error> {
+pub fn value_from_json(ty: &CqlType, j: &Json, path: &dyn fmt::Display) -> Result<CqlValue, Error> {
     if is_empty_marker(ty, j) {
         return Ok(CqlValue::Empty);
     }
@@ -250,7 +277,7 @@ pub fn value_from_json(ty: &CqlType, j: &Json, path: &str) -> Result<CqlValue, E
         array_from_json(j, path)?
             .iter()
             .enumerate()
-            .map(|(i, item)| value_from_json(element, item, &format!("{path}[{i}]")))
+            .map(|(i, item)| value_from_json(element, item, &Index(&path, i)))
             .collect()
     };
     Ok(match ty {
@@ -305,11 +332,11 @@ pub fn value_from_json(ty: &CqlType, j: &Json, path: &str) -> Result<CqlValue, E
             let o = object_from_json(j, path)?;
             let field = |name: &str| o.get(name).unwrap_or(&Json::Null);
             CqlValue::Duration {
-                months: int_from_json(field("months"), &format!("{path}.months"), "an i32")?,
-                days: int_from_json(field("days"), &format!("{path}.days"), "an i32")?,
+                months: int_from_json(field("months"), &Field(&path, "months"), "an i32")?,
+                days: int_from_json(field("days"), &Field(&path, "days"), "an i32")?,
                 nanoseconds: int_from_json(
                     field("nanoseconds"),
-                    &format!("{path}.nanoseconds"),
+                    &Field(&path, "nanoseconds"),
                     "an i64",
                 )?,
             }
@@ -332,11 +359,11 @@ pub fn value_from_json(ty: &CqlType, j: &Json, path: &str) -> Result<CqlValue, E
         CqlType::Map { key, value, .. } => {
             let mut entries = Vec::new();
             for (i, pair) in array_from_json(j, path)?.iter().enumerate() {
-                let p = format!("{path}[{i}]");
+                let p = Index(&path, i);
                 match pair.as_array().map(Vec::as_slice) {
                     Some([k, v]) => entries.push((
-                        value_from_json(key, k, &format!("{p}[0]"))?,
-                        value_from_json(value, v, &format!("{p}[1]"))?,
+                        value_from_json(key, k, &Index(&p, 0))?,
+                        value_from_json(value, v, &Index(&p, 1))?,
                     )),
                     _ => return Err(jerr(&p, "expected a [key, value] pair")),
                 }
@@ -355,7 +382,7 @@ pub fn value_from_json(ty: &CqlType, j: &Json, path: &str) -> Result<CqlValue, E
                     .enumerate()
                     .map(|(i, (t, item))| match item {
                         Json::Null => Ok(None),
-                        _ => value_from_json(t, item, &format!("{path}[{i}]")).map(Some),
+                        _ => value_from_json(t, item, &Index(&path, i)).map(Some),
                     })
                     .collect::<Result<_, _>>()?,
             )
@@ -371,9 +398,7 @@ pub fn value_from_json(ty: &CqlType, j: &Json, path: &str) -> Result<CqlValue, E
                     .map(|(name, t)| {
                         let v = match o.get(name) {
                             None | Some(Json::Null) => None,
-                            Some(item) => {
-                                Some(value_from_json(t, item, &format!("{path}.{name}"))?)
-                            }
+                            Some(item) => Some(value_from_json(t, item, &Field(&path, name))?),
                         };
                         Ok((name.clone(), v))
                     })
@@ -619,16 +644,17 @@ pub fn encode_event(event: &ChangeEvent, schema: &TableSchema) -> Result<Vec<u8>
 
 /// Parses a JSON envelope produced by [`encode_event`].
 pub fn decode_event(bytes: &[u8]) -> Result<ChangeEvent, Error> {
-    let json: Json = serde_json::from_slice(bytes).map_err(|e| jerr("$", e.to_string()))?;
+    let json: Json = serde_json::from_slice(bytes).map_err(|e| jerr(&"$", e.to_string()))?;
     event_from_json(&json)
 }
 
 /// Parses an envelope into the event and the [`TableSchema`] the envelope describes, so a stage
 /// that rewrites events (the masker) can re-encode them with [`encode_event`].
 pub fn decode_event_with_schema(bytes: &[u8]) -> Result<(ChangeEvent, TableSchema), Error> {
-    let json: Json = serde_json::from_slice(bytes).map_err(|e| jerr("$", e.to_string()))?;
-    let event = event_from_json(&json)?;
+    let json: Json = serde_json::from_slice(bytes).map_err(|e| jerr(&"$", e.to_string()))?;
+    operation(object_from_json(&json, &"$")?)?;
     let schema = envelope_schema(&json)?;
+    let event = event_from_json_with(&json, &schema)?;
     Ok((event, schema))
 }
 
@@ -636,9 +662,9 @@ pub fn decode_event_with_schema(bytes: &[u8]) -> Result<(ChangeEvent, TableSchem
 /// key positions in list order, `cdc = true`, and `version` = `source.schema_version`. Clustering
 /// order is not carried by the envelope and reads back as ascending.
 pub fn envelope_schema(json: &Json) -> Result<TableSchema, Error> {
-    let root = object_from_json(json, "$")?;
-    let src = object_from_json(get(root, "source", "$")?, "$.source")?;
-    let keyspace = str_from_json(get(src, "keyspace", "$.source")?, "$.source.keyspace")?;
+    let root = object_from_json(json, &"$")?;
+    let src = object_from_json(get(root, "source", &"$")?, &"$.source")?;
+    let keyspace = str_from_json(get(src, "keyspace", &"$.source")?, &"$.source.keyspace")?;
     let resolver = EnvelopeUdts {
         keyspace: keyspace.to_owned(),
         udts: root.get("udts").and_then(Json::as_object),
@@ -646,11 +672,11 @@ pub fn envelope_schema(json: &Json) -> Result<TableSchema, Error> {
     };
     let mut columns = Vec::new();
     let (mut pk, mut ck) = (0u16, 0u16);
-    for (i, c) in array_from_json(get(root, "columns", "$")?, "$.columns")?
+    for (i, c) in array_from_json(get(root, "columns", &"$")?, &"$.columns")?
         .iter()
         .enumerate()
     {
-        let p = format!("$.columns[{i}]");
+        let p = Index(&"$.columns", i);
         let o = object_from_json(c, &p)?;
         let name = str_from_json(get(o, "name", &p)?, &p)?.to_owned();
         let cql_type = CqlType::parse_with(str_from_json(get(o, "type", &p)?, &p)?, &resolver)?;
@@ -683,12 +709,12 @@ pub fn envelope_schema(json: &Json) -> Result<TableSchema, Error> {
     }
     Ok(TableSchema {
         keyspace: keyspace.to_owned(),
-        table: str_from_json(get(src, "table", "$.source")?, "$.source.table")?.to_owned(),
-        id: uuid_from_json(get(src, "table_id", "$.source")?, "$.source.table_id")?,
+        table: str_from_json(get(src, "table", &"$.source")?, &"$.source.table")?.to_owned(),
+        id: uuid_from_json(get(src, "table_id", &"$.source")?, &"$.source.table_id")?,
         cdc: true,
         version: int_from_json(
-            get(src, "schema_version", "$.source")?,
-            "$.source.schema_version",
+            get(src, "schema_version", &"$.source")?,
+            &"$.source.schema_version",
             "a u32",
         )?,
         columns,
@@ -728,17 +754,21 @@ impl UdtResolver for EnvelopeUdts<'_> {
     }
 }
 
-fn get<'j>(o: &'j Map<String, Json>, key: &str, path: &str) -> Result<&'j Json, Error> {
+fn get<'j>(
+    o: &'j Map<String, Json>,
+    key: &str,
+    path: &dyn fmt::Display,
+) -> Result<&'j Json, Error> {
     o.get(key)
-        .ok_or_else(|| jerr(&format!("{path}.{key}"), "missing"))
+        .ok_or_else(|| jerr(&Field(&path, key), "missing"))
 }
 
-fn ttl_from_json(o: &Map<String, Json>, path: &str) -> Result<Option<Ttl>, Error> {
+fn ttl_from_json(o: &Map<String, Json>, path: &dyn fmt::Display) -> Result<Option<Ttl>, Error> {
     match (o.get("ttl"), o.get("expires_at")) {
         (None | Some(Json::Null), None | Some(Json::Null)) => Ok(None),
         (Some(t), Some(e)) => Ok(Some(Ttl {
-            ttl_secs: int_from_json(t, &format!("{path}.ttl"), "TTL seconds")?,
-            expires_at_secs: int_from_json(e, &format!("{path}.expires_at"), "epoch seconds")?,
+            ttl_secs: int_from_json(t, &Field(&path, "ttl"), "TTL seconds")?,
+            expires_at_secs: int_from_json(e, &Field(&path, "expires_at"), "epoch seconds")?,
         })),
         _ => Err(jerr(
             path,
@@ -749,107 +779,110 @@ fn ttl_from_json(o: &Map<String, Json>, path: &str) -> Result<Option<Ttl>, Error
 
 /// Decodes the envelope from a parsed JSON value.
 pub fn event_from_json(json: &Json) -> Result<ChangeEvent, Error> {
-    let root = object_from_json(json, "$")?;
-    let op_code = str_from_json(get(root, "op", "$")?, "$.op")?;
-    let op = Operation::from_code(op_code).ok_or_else(|| jerr("$.op", "expected c, u or d"))?;
-    let src = object_from_json(get(root, "source", "$")?, "$.source")?;
-    let sp = |k: &str| format!("$.source.{k}");
+    // The operation is checked first: the most telling error for a message that is no envelope.
+    operation(object_from_json(json, &"$")?)?;
+    event_from_json_with(json, &envelope_schema(json)?)
+}
+
+fn operation(root: &Map<String, Json>) -> Result<Operation, Error> {
+    let code = str_from_json(get(root, "op", &"$")?, &"$.op")?;
+    Operation::from_code(code).ok_or_else(|| jerr(&"$.op", "expected c, u or d"))
+}
+
+/// Decodes the envelope whose column list was already parsed into `schema` by
+/// [`envelope_schema`] (parsing the CQL types once per envelope, not twice).
+fn event_from_json_with(json: &Json, schema: &TableSchema) -> Result<ChangeEvent, Error> {
+    let root = object_from_json(json, &"$")?;
+    let op = operation(root)?;
+    let src = object_from_json(get(root, "source", &"$")?, &"$.source")?;
+    let sp = |k: &'static str| Field(&"$.source", k);
     let source = SourceInfo {
-        cluster: str_from_json(get(src, "cluster", "$.source")?, &sp("cluster"))?.to_owned(),
-        host_id: uuid_from_json(get(src, "host_id", "$.source")?, &sp("host_id"))?,
-        keyspace: str_from_json(get(src, "keyspace", "$.source")?, &sp("keyspace"))?.to_owned(),
-        table: str_from_json(get(src, "table", "$.source")?, &sp("table"))?.to_owned(),
-        table_id: uuid_from_json(get(src, "table_id", "$.source")?, &sp("table_id"))?,
+        cluster: str_from_json(get(src, "cluster", &"$.source")?, &sp("cluster"))?.to_owned(),
+        host_id: uuid_from_json(get(src, "host_id", &"$.source")?, &sp("host_id"))?,
+        keyspace: str_from_json(get(src, "keyspace", &"$.source")?, &sp("keyspace"))?.to_owned(),
+        table: str_from_json(get(src, "table", &"$.source")?, &sp("table"))?.to_owned(),
+        table_id: uuid_from_json(get(src, "table_id", &"$.source")?, &sp("table_id"))?,
         schema_version: int_from_json(
-            get(src, "schema_version", "$.source")?,
+            get(src, "schema_version", &"$.source")?,
             &sp("schema_version"),
             "a u32",
         )?,
         segment_id: int_from_json(
-            get(src, "segment_id", "$.source")?,
+            get(src, "segment_id", &"$.source")?,
             &sp("segment_id"),
             "an i64",
         )?,
         segment_position: int_from_json(
-            get(src, "segment_position", "$.source")?,
+            get(src, "segment_position", &"$.source")?,
             &sp("segment_position"),
             "a u32",
         )?,
-        index: int_from_json(get(src, "index", "$.source")?, &sp("index"), "a u32")?,
+        index: int_from_json(get(src, "index", &"$.source")?, &sp("index"), "a u32")?,
     };
-    let resolver = EnvelopeUdts {
-        keyspace: source.keyspace.clone(),
-        udts: root.get("udts").and_then(Json::as_object),
-        resolving: RefCell::new(Vec::new()),
-    };
-    // Column name → (type, kind), in table order.
-    let mut columns: Vec<(String, CqlType, String)> = Vec::new();
-    for (i, c) in array_from_json(get(root, "columns", "$")?, "$.columns")?
+    // Column name → (type, kind), in list order, from the one parse of `columns`.
+    let columns: Vec<(&str, &CqlType, &'static str)> = schema
+        .columns
         .iter()
-        .enumerate()
-    {
-        let p = format!("$.columns[{i}]");
-        let o = object_from_json(c, &p)?;
-        let name = str_from_json(get(o, "name", &p)?, &p)?.to_owned();
-        let ty = CqlType::parse_with(str_from_json(get(o, "type", &p)?, &p)?, &resolver)?;
-        let kind = str_from_json(get(o, "kind", &p)?, &p)?.to_owned();
-        columns.push((name, ty, kind));
-    }
-    let keys_of =
-        |j: &Json, kind: &str, path: &str, prefix: bool| -> Result<Vec<KeyColumn>, Error> {
-            let o = object_from_json(j, path)?;
-            let mut out = Vec::new();
-            let mut ended = false;
-            for (name, ty, _) in columns.iter().filter(|(_, _, k)| k == kind) {
-                match o.get(name) {
-                    Some(v) if !ended => out.push(KeyColumn {
-                        name: name.clone(),
-                        value: value_from_json(ty, v, &format!("{path}.{name}"))?,
-                    }),
-                    Some(_) => return Err(jerr(path, "gap in a clustering prefix")),
-                    None if prefix => ended = true,
-                    None => return Err(jerr(path, format!("missing key column {name:?}"))),
-                }
+        .map(|c| (c.name.as_str(), &c.cql_type, kind_name(c.kind)))
+        .collect();
+    let keys_of = |j: &Json,
+                   kind: &str,
+                   path: &dyn fmt::Display,
+                   prefix: bool|
+     -> Result<Vec<KeyColumn>, Error> {
+        let o = object_from_json(j, path)?;
+        let mut out = Vec::new();
+        let mut ended = false;
+        for &(name, ty, _) in columns.iter().filter(|(_, _, k)| *k == kind) {
+            match o.get(name) {
+                Some(v) if !ended => out.push(KeyColumn {
+                    name: name.to_owned(),
+                    value: value_from_json(ty, v, &Field(&path, name))?,
+                }),
+                Some(_) => return Err(jerr(path, "gap in a clustering prefix")),
+                None if prefix => ended = true,
+                None => return Err(jerr(path, format!("missing key column {name:?}"))),
             }
-            if out.len() != o.len() {
-                return Err(jerr(
-                    path,
-                    "holds columns not listed in columns with this kind",
-                ));
-            }
-            Ok(out)
-        };
-    let partition_key = keys_of(get(root, "key", "$")?, "partition_key", "$.key", false)?;
+        }
+        if out.len() != o.len() {
+            return Err(jerr(
+                path,
+                "holds columns not listed in columns with this kind",
+            ));
+        }
+        Ok(out)
+    };
+    let partition_key = keys_of(get(root, "key", &"$")?, "partition_key", &"$.key", false)?;
     let clustering_key = keys_of(
-        get(root, "clustering", "$")?,
+        get(root, "clustering", &"$")?,
         "clustering",
-        "$.clustering",
+        &"$.clustering",
         true,
     )?;
-    let is_static = get(root, "static", "$")?
+    let is_static = get(root, "static", &"$")?
         .as_bool()
-        .ok_or_else(|| jerr("$.static", "expected a boolean"))?;
-    let liveness = match get(root, "liveness", "$")? {
+        .ok_or_else(|| jerr(&"$.static", "expected a boolean"))?;
+    let liveness = match get(root, "liveness", &"$")? {
         Json::Null => None,
         j => {
-            let o = object_from_json(j, "$.liveness")?;
+            let o = object_from_json(j, &"$.liveness")?;
             Some(Liveness {
                 writetime_micros: int_from_json(
-                    get(o, "writetime", "$.liveness")?,
-                    "$.liveness.writetime",
+                    get(o, "writetime", &"$.liveness")?,
+                    &"$.liveness.writetime",
                     "microseconds",
                 )?,
-                ttl: ttl_from_json(o, "$.liveness")?,
+                ttl: ttl_from_json(o, &"$.liveness")?,
             })
         }
     };
-    let deletion = match get(root, "deletion", "$")? {
+    let deletion = match get(root, "deletion", &"$")? {
         Json::Null => None,
         j => {
-            let p = "$.deletion";
+            let p: &dyn fmt::Display = &"$.deletion";
             let o = object_from_json(j, p)?;
             let bound = |key: &str| -> Result<ClusteringBound, Error> {
-                let bp = format!("{p}.{key}");
+                let bp = Field(&p, key);
                 let b = object_from_json(get(o, key, p)?, &bp)?;
                 Ok(ClusteringBound {
                     inclusive: get(b, "inclusive", &bp)?
@@ -858,7 +891,7 @@ pub fn event_from_json(json: &Json) -> Result<ChangeEvent, Error> {
                     prefix: keys_of(
                         get(b, "prefix", &bp)?,
                         "clustering",
-                        &format!("{bp}.prefix"),
+                        &Field(&bp, "prefix"),
                         true,
                     )?,
                 })
@@ -888,15 +921,15 @@ pub fn event_from_json(json: &Json) -> Result<ChangeEvent, Error> {
         }
     };
     let mut cells = Vec::new();
-    let after = object_from_json(get(root, "after", "$")?, "$.after")?;
+    let after = object_from_json(get(root, "after", &"$")?, &"$.after")?;
     // Cells come back in `columns` order (keys, then table order), the order capture emits.
-    for (name, ty, _) in &columns {
+    for &(name, ty, _) in &columns {
         let Some(j) = after.get(name) else { continue };
-        let p = format!("$.after.{name}");
+        let p = Field(&"$.after", name);
         cells.push(cell_from_json(name, ty, j, &p)?);
     }
     if cells.len() != after.len() {
-        return Err(jerr("$.after", "holds a column not listed in columns"));
+        return Err(jerr(&"$.after", "holds a column not listed in columns"));
     }
     Ok(ChangeEvent {
         source,
@@ -907,26 +940,31 @@ pub fn event_from_json(json: &Json) -> Result<ChangeEvent, Error> {
         liveness,
         deletion,
         cells,
-        correlation_id: str_from_json(get(root, "correlation_id", "$")?, "$.correlation_id")?
+        correlation_id: str_from_json(get(root, "correlation_id", &"$")?, &"$.correlation_id")?
             .to_owned(),
-        captured_at_ms: int_from_json(get(root, "ts_ms", "$")?, "$.ts_ms", "epoch milliseconds")?,
+        captured_at_ms: int_from_json(get(root, "ts_ms", &"$")?, &"$.ts_ms", "epoch milliseconds")?,
     })
 }
 
-fn cell_from_json(name: &str, ty: &CqlType, j: &Json, p: &str) -> Result<CellChange, Error> {
+fn cell_from_json(
+    name: &str,
+    ty: &CqlType,
+    j: &Json,
+    p: &dyn fmt::Display,
+) -> Result<CellChange, Error> {
     let o = object_from_json(j, p)?;
     let writetime_micros = int_from_json(get(o, "writetime", p)?, p, "microseconds")?;
     let ttl = ttl_from_json(o, p)?;
     let change = if let Some(v) = o.get("value") {
         CellValue::Set {
-            value: value_from_json(ty, v, &format!("{p}.value"))?,
+            value: value_from_json(ty, v, &Field(&p, "value"))?,
         }
     } else if o.get("tombstone") == Some(&Json::Bool(true)) {
         CellValue::Tombstone
     } else if let Some(shards) = o.get("counter_shards") {
         let mut out = Vec::new();
         for (i, s) in array_from_json(shards, p)?.iter().enumerate() {
-            let sp = format!("{p}.counter_shards[{i}]");
+            let sp = Index(&Field(&p, "counter_shards"), i);
             let so = object_from_json(s, &sp)?;
             out.push(CounterShard {
                 counter_id: uuid_from_json(get(so, "counter_id", &sp)?, &sp)?,
@@ -945,7 +983,7 @@ fn cell_from_json(name: &str, ty: &CqlType, j: &Json, p: &str) -> Result<CellCha
         let deletion = match o.get("deletion") {
             None | Some(Json::Null) => None,
             Some(d) => {
-                let dp = format!("{p}.deletion");
+                let dp = Field(&p, "deletion");
                 let d = object_from_json(d, &dp)?;
                 Some(ComplexDeletion {
                     marked_for_delete_at_micros: int_from_json(
@@ -963,10 +1001,10 @@ fn cell_from_json(name: &str, ty: &CqlType, j: &Json, p: &str) -> Result<CellCha
         };
         let mut out = Vec::new();
         for (i, e) in array_from_json(elements, p)?.iter().enumerate() {
-            let ep = format!("{p}.elements[{i}]");
+            let ep = Index(&Field(&p, "elements"), i);
             let eo = object_from_json(e, &ep)?;
             let pj = get(eo, "path", &ep)?;
-            let pp = format!("{ep}.path");
+            let pp = Field(&ep, "path");
             let path = match ty {
                 CqlType::List { .. } => CellPath::ListIndex(uuid_from_json(pj, &pp)?),
                 CqlType::Set { element, .. } => {
@@ -983,7 +1021,7 @@ fn cell_from_json(name: &str, ty: &CqlType, j: &Json, p: &str) -> Result<CellCha
             };
             let value = match eo.get("value") {
                 Some(v) => {
-                    let vp = format!("{ep}.value");
+                    let vp = Field(&ep, "value");
                     Some(match crate::native_codec::element_value_type(ty, &path) {
                         Some(vt) => value_from_json(vt, v, &vp)?,
                         None if is_empty_marker(ty, v) => CqlValue::Empty,
@@ -1053,7 +1091,7 @@ mod tests {
         let nan = value_to_json(&CqlValue::Double(f64::NAN));
         assert_eq!(nan, json!("NaN"));
         assert_eq!(
-            value_from_json(&CqlType::Double, &nan, "$")?,
+            value_from_json(&CqlType::Double, &nan, &"$")?,
             CqlValue::Double(f64::NAN)
         );
         assert_eq!(
@@ -1062,11 +1100,11 @@ mod tests {
         );
         let empty = value_to_json(&CqlValue::Empty);
         assert_eq!(
-            value_from_json(&CqlType::Int, &empty, "$")?,
+            value_from_json(&CqlType::Int, &empty, &"$")?,
             CqlValue::Empty
         );
-        assert!(value_from_json(&CqlType::Int, &json!("1"), "$").is_err());
-        assert!(value_from_json(&CqlType::Tinyint, &json!(300), "$").is_err());
+        assert!(value_from_json(&CqlType::Int, &json!("1"), &"$").is_err());
+        assert!(value_from_json(&CqlType::Tinyint, &json!(300), &"$").is_err());
         Ok(())
     }
 

@@ -14,6 +14,11 @@ use cdc_schema::SchemaCatalog;
 use cdc_telemetry::{CaptureMetrics, HealthState, Shutdown, new_registry};
 use clap::Parser;
 
+/// mimalloc instead of glibc malloc: decoding and re-encoding events allocates per cell, and
+/// the profiling pass measured it faster on that pattern (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Command line.
 #[derive(Debug, Parser)]
 #[command(

@@ -651,7 +651,17 @@ impl CaptureRunner {
                 }
                 break;
             }
-            let Some(bytes) = segment_dir::read_segment(log_path)? else {
+            // Segments are up to `commitlog_segment_size` (32 MiB by default) and are read
+            // again whenever the idx moves: off the async runtime's worker threads.
+            let read_path = log_path.clone();
+            let read = tokio::task::spawn_blocking(move || segment_dir::read_segment(&read_path))
+                .await
+                .map_err(|e| Error::Io {
+                    op: "read",
+                    path: log_path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            let Some(bytes) = read? else {
                 continue;
             };
             let done = self

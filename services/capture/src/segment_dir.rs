@@ -1,6 +1,7 @@
 //! The `cdc_raw` directory (CASSANDRA_COMMITLOG.md §1.2–§1.4, §1.7): segment files grouped by id in
 //! ascending id order, their `_cdc.idx` state, the bytes used, and deleting a finished pair.
-//! Blocking file I/O: call from `spawn_blocking` or accept the short stall (small files, local disk).
+//! Blocking file I/O: segments are read in `spawn_blocking`; the small idx files and listings
+//! accept the short stall (local disk).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -19,6 +19,11 @@ use cdc_telemetry::{HealthState, MaskerMetrics, Shutdown};
 use masker::pipeline::VAULT;
 use masker::{MaskerAdmin, MaskerOptions, Pipeline, PolicySource, StdoutAudit, watch_policy};
 
+/// mimalloc instead of glibc malloc: decoding and re-encoding events allocates per cell, and
+/// the profiling pass measured it faster on that pattern (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn config_path() -> PathBuf {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

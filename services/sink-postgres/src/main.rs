@@ -5,6 +5,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 
+/// mimalloc instead of glibc malloc: decoding and re-encoding events allocates per cell, and
+/// the profiling pass measured it faster on that pattern (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Streams `cdc.masked.*` into PostgreSQL (`sinks.postgres` of pipeline.yaml).
 #[derive(Debug, Parser)]
 #[command(version)]
