@@ -253,4 +253,12 @@ pub trait Destination: Send + Sync + 'static {
     /// serialization failure), `Poison` (the data: retried one event at a time, then
     /// dead-lettered), `Fatal` (misconfiguration, permissions: stop the sink).
     fn classify(&self, error: &Self::Error) -> ErrorClass;
+
+    /// True when a retriable `error` means the destination answered but refused the work for
+    /// lack of resources (PostgreSQL/TimescaleDB: too many connections). After the retries such
+    /// a batch goes to the DLQ instead of pausing the consumer until the destination is healthy,
+    /// which is what an unreachable destination gets. Default: never.
+    fn is_overloaded(&self, _error: &Self::Error) -> bool {
+        false
+    }
 }

@@ -1023,4 +1023,8 @@ impl Destination for PostgresDestination {
     fn classify(&self, error: &Error) -> ErrorClass {
         error.class()
     }
+
+    fn is_overloaded(&self, error: &Error) -> bool {
+        error.is_overloaded()
+    }
 }
