@@ -17,11 +17,11 @@
 //!
 //! Pure: no I/O.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use cdc_model::{CellValue, CqlType, CqlValue};
+use cdc_model::{CellValue, ChangeEvent, ColumnKind, CqlType, CqlValue, DeletionScope, KeyColumn};
 
-use crate::destination::TableBatch;
+use crate::destination::{TableBatch, TableShape};
 
 /// What to do with one column of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +143,125 @@ pub fn restrict_batch(
     Some((out, skipped))
 }
 
+/// `shape` without the value columns `dropped` names (`drop_columns: true`, before any event is
+/// seen): a late event of the old schema must not add a dropped column back. A column re-added
+/// in Cassandra comes back through [`without_dropped`], which sees its newer cells.
+pub fn shape_without_dropped(shape: &TableShape, dropped: &BTreeMap<String, i64>) -> TableShape {
+    let mut out = shape.clone();
+    out.columns
+        .retain(|c| !is_value_column(c.kind) || !dropped.contains_key(&c.name));
+    out
+}
+
+fn is_value_column(kind: ColumnKind) -> bool {
+    matches!(kind, ColumnKind::Static | ColumnKind::Regular)
+}
+
+/// Cassandra's rule for dropped columns applied to a batch (`drop_columns: true`): a cell of a
+/// column dropped at `t` written at or before `t` is dead, so it is left out; a dropped column
+/// leaves the shape unless a cell written after its drop (the column re-added) remains. `None`
+/// when the batch is untouched.
+pub fn without_dropped(
+    batch: &TableBatch,
+    dropped: &BTreeMap<String, i64>,
+) -> Option<(TableBatch, Vec<SkippedCell>)> {
+    if dropped.is_empty() {
+        return None;
+    }
+    let dead =
+        |column: &str, writetime: i64| dropped.get(column).is_some_and(|at| writetime <= *at);
+    let touches = batch
+        .shape
+        .columns
+        .iter()
+        .any(|c| is_value_column(c.kind) && dropped.contains_key(&c.name))
+        || batch.events.iter().any(|be| {
+            be.event
+                .cells
+                .iter()
+                .any(|c| dead(&c.column, c.writetime_micros))
+        });
+    if !touches {
+        return None;
+    }
+    let mut out = batch.clone();
+    let mut skipped = Vec::new();
+    for (i, be) in out.events.iter_mut().enumerate() {
+        be.event.cells.retain(|cell| {
+            let keep = !dead(&cell.column, cell.writetime_micros);
+            if !keep {
+                skipped.push(SkippedCell {
+                    column: cell.column.clone(),
+                    event: i,
+                });
+            }
+            keep
+        });
+    }
+    let re_added: HashSet<String> = out
+        .events
+        .iter()
+        .flat_map(|be| be.event.cells.iter())
+        .filter(|c| dropped.contains_key(&c.column))
+        .map(|c| c.column.clone())
+        .collect();
+    out.shape.columns.retain(|c| {
+        !is_value_column(c.kind) || !dropped.contains_key(&c.name) || re_added.contains(&c.name)
+    });
+    Some((out, skipped))
+}
+
+/// Primary-key column renames of one table, new name → the destination's (old) name.
+pub type KeyRenames = HashMap<String, String>;
+
+/// `shape` with renamed key columns under their destination names (a column mentioned under
+/// both names, by events from before and after the rename, is kept once).
+pub fn rename_shape(shape: &TableShape, renames: &KeyRenames) -> TableShape {
+    let mut out = shape.clone();
+    let mut seen = HashSet::new();
+    out.columns.retain_mut(|c| {
+        if let Some(old) = renames.get(&c.name) {
+            c.name = old.clone();
+        }
+        seen.insert(c.name.clone())
+    });
+    out
+}
+
+/// `event` with renamed key columns under their destination names (keys, range bounds, cells).
+pub fn rename_event(event: &mut ChangeEvent, renames: &KeyRenames) {
+    let rename_keys = |keys: &mut Vec<KeyColumn>| {
+        for k in keys {
+            if let Some(old) = renames.get(&k.name) {
+                k.name = old.clone();
+            }
+        }
+    };
+    rename_keys(&mut event.partition_key);
+    rename_keys(&mut event.clustering_key);
+    if let Some(d) = &mut event.deletion
+        && let DeletionScope::Range { start, end } = &mut d.scope
+    {
+        rename_keys(&mut start.prefix);
+        rename_keys(&mut end.prefix);
+    }
+    for c in &mut event.cells {
+        if let Some(old) = renames.get(&c.column) {
+            c.column = old.clone();
+        }
+    }
+}
+
+/// `batch` with [`rename_shape`] and [`rename_event`] applied.
+pub fn rename_batch(batch: &TableBatch, renames: &KeyRenames) -> TableBatch {
+    let mut out = batch.clone();
+    out.shape = rename_shape(&batch.shape, renames);
+    for be in &mut out.events {
+        rename_event(&mut be.event, renames);
+    }
+    out
+}
+
 /// Comment prefix recording which Cassandra table id (incarnation) a destination table holds.
 pub const TABLE_ID_COMMENT_PREFIX: &str = "cdc:table_id:";
 
@@ -261,6 +380,7 @@ mod tests {
             shape: TableShape {
                 keyspace: "ks".into(),
                 table: "t".into(),
+                dropped: Default::default(),
                 columns: vec![
                     ColumnDef {
                         name: "id".into(),

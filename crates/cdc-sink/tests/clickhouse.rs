@@ -39,6 +39,7 @@ fn users_shape(keyspace: &str, table: &str) -> TableShape {
     TableShape {
         keyspace: keyspace.into(),
         table: table.into(),
+        dropped: Default::default(),
         columns: vec![
             col("id", "int", ColumnKind::PartitionKey { position: 0 }),
             col(

@@ -706,6 +706,46 @@ impl Destination for ClickHouseDestination {
         self.prepare(shape).await.map(|_| ())
     }
 
+    async fn drop_columns(
+        &self,
+        keyspace: &str,
+        table: &str,
+        columns: &[String],
+    ) -> Result<(), Error> {
+        let database = self.settings.database(keyspace);
+        let key = (database.clone(), table.to_owned());
+        let mut layouts = self.layouts.lock().await;
+        let current = match layouts.get(&key) {
+            Some(l) => l.clone(),
+            None => match self.read_layout(&database, table).await? {
+                Some(l) => l,
+                None => return Ok(()),
+            },
+        };
+        let gone: Vec<&ddl::ValueCol> = current
+            .values
+            .iter()
+            .filter(|v| columns.contains(&v.name))
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let relation = current.relation();
+        let mut next = current.clone();
+        next.values.retain(|v| !columns.contains(&v.name));
+        // The view first, so that it never reads a column that is gone.
+        self.execute("create view", &relation, &ddl::create_view_sql(&next))
+            .await?;
+        self.execute(
+            "drop columns",
+            &relation,
+            &ddl::drop_columns_sql(&current, &gone),
+        )
+        .await?;
+        layouts.insert(key, next);
+        Ok(())
+    }
+
     async fn load_offsets(
         &self,
         group: &str,

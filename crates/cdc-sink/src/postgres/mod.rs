@@ -984,6 +984,61 @@ impl Destination for PostgresDestination {
         self.ensure_table(shape).await
     }
 
+    async fn drop_columns(
+        &self,
+        keyspace: &str,
+        table: &str,
+        columns: &[String],
+    ) -> Result<(), Error> {
+        let state = state_table(keyspace, table);
+        let mut relations = vec![
+            (state.clone(), true),
+            (naming::static_table(keyspace, table), true),
+        ];
+        if self.changes.enabled {
+            relations.push((changes_table(keyspace, table), false));
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg("begin", &state))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('cdc_sink_ddl'))",
+            &[],
+        )
+        .await
+        .map_err(pg("lock", &state))?;
+        // The view reads the columns: dropped here, rebuilt by the next `ensure_table`.
+        let view = naming::live_view(keyspace, table);
+        tx.batch_execute(&format!("DROP VIEW IF EXISTS {view}"))
+            .await
+            .map_err(pg("drop view", &view))?;
+        for (relation, bookkeeping) in &relations {
+            let rows = tx
+                .query(
+                    "SELECT a.attname::text FROM pg_attribute a \
+                     WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                    &[relation],
+                )
+                .await
+                .map_err(pg("describe", relation))?;
+            let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            for c in columns {
+                for s in ddl::storage_columns(c, *bookkeeping, &names) {
+                    tx.batch_execute(&format!(
+                        "ALTER TABLE {relation} DROP COLUMN IF EXISTS {}",
+                        ident(&s)
+                    ))
+                    .await
+                    .map_err(pg("drop column", relation))?;
+                }
+            }
+        }
+        tx.commit().await.map_err(pg("commit", &state))?;
+        if let Ok(mut known) = self.known.lock() {
+            known.remove(&(keyspace.to_owned(), table.to_owned()));
+        }
+        Ok(())
+    }
+
     async fn load_offsets(
         &self,
         group: &str,
