@@ -496,4 +496,84 @@ mod tests {
         assert_eq!(out.events[0].event.cells.len(), 1);
         assert!(restrict_batch(&b, &HashMap::new()).is_none());
     }
+
+    #[test]
+    fn dropped_columns_lose_the_cells_written_before_the_drop() {
+        let b = batch(
+            CqlType::Text,
+            vec![
+                // Written before `c` was dropped at 5: dead.
+                vec![
+                    CellChange {
+                        writetime_micros: 4,
+                        ..cell("c", CqlValue::Text("fake-old".into()))
+                    },
+                    cell("d", CqlValue::Int(1)),
+                ],
+                vec![cell("d", CqlValue::Int(2))],
+            ],
+        );
+        let dropped = BTreeMap::from([("c".to_owned(), 5_i64)]);
+        let (out, skipped) = without_dropped(&b, &dropped).unwrap_or_else(|| panic!("touched"));
+        assert!(out.shape.column("c").is_none(), "c leaves the shape");
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(out.events[0].event.cells.len(), 1);
+        assert!(
+            shape_without_dropped(&b.shape, &dropped)
+                .column("c")
+                .is_none()
+        );
+        assert!(
+            shape_without_dropped(&b.shape, &dropped)
+                .column("id")
+                .is_some()
+        );
+        // Re-added after the drop: a cell written after it keeps the column.
+        let b = batch(
+            CqlType::Text,
+            vec![vec![CellChange {
+                writetime_micros: 9,
+                ..cell("c", CqlValue::Text("fake-new".into()))
+            }]],
+        );
+        let (out, skipped) = without_dropped(&b, &dropped).unwrap_or_else(|| panic!("touched"));
+        assert!(out.shape.column("c").is_some());
+        assert!(skipped.is_empty());
+        assert!(without_dropped(&b, &BTreeMap::new()).is_none());
+    }
+
+    #[test]
+    fn renamed_key_columns_take_the_destination_name_once() {
+        let mut b = batch(CqlType::Text, vec![vec![], vec![]]);
+        b.shape.columns.push(ColumnDef {
+            name: "k_new".into(),
+            cql_type: CqlType::Int,
+            kind: ColumnKind::Clustering {
+                position: 0,
+                order: cdc_model::ClusteringOrder::Asc,
+            },
+        });
+        b.shape.columns.push(ColumnDef {
+            name: "k_old".into(),
+            cql_type: CqlType::Int,
+            kind: ColumnKind::Clustering {
+                position: 0,
+                order: cdc_model::ClusteringOrder::Asc,
+            },
+        });
+        b.events[0].event.clustering_key = vec![KeyColumn::new("k_new", CqlValue::Int(1))];
+        b.events[1].event.clustering_key = vec![KeyColumn::new("k_old", CqlValue::Int(2))];
+        let renames = KeyRenames::from([("k_new".to_owned(), "k_old".to_owned())]);
+        let out = rename_batch(&b, &renames);
+        let names: Vec<&str> = out
+            .shape
+            .clustering_key()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["k_old"]);
+        for e in &out.events {
+            assert_eq!(e.event.clustering_key[0].name, "k_old");
+        }
+    }
 }

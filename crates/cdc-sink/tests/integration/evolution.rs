@@ -503,9 +503,12 @@ async fn clustering_rename_mapped_and_unmapped(url: &str, make: impl Fn() -> Pos
                     .contains(&"probe_at".to_owned())
             );
         } else {
-            // Replication continues in fresh relations keyed by the new name.
+            // Replication continues in fresh relations keyed by the new name; a late event
+            // with the old name is left out and retires nothing again.
+            let late = event("sensor_at", 9, "fake-late", T0 + 2);
+            write(&dest, &before, 4, &[late]).await;
             let e5 = event("probe_at", 5, "fake-e", T0 + 20);
-            write(&dest, &after, 4, &[e5]).await;
+            write(&dest, &after, 5, &[e5]).await;
             assert_eq!(
                 rows(
                     &c,
