@@ -262,6 +262,80 @@ pub fn rename_batch(batch: &TableBatch, renames: &KeyRenames) -> TableBatch {
     out
 }
 
+/// A batch mixing events from before and after an unmapped primary-key rename: its merged shape
+/// has two key columns at one key position, which no table has. Returns the batch split by the
+/// events' key column names, in the order each name set first appears, each part with the shape
+/// of its own key and the original index of each of its events. Events naming only the
+/// partition key (partition-level changes) join the last part. `None` for other batches.
+pub fn split_by_key_names(batch: &TableBatch) -> Option<Vec<(TableBatch, Vec<usize>)>> {
+    let mut positions = HashSet::new();
+    let clash = batch.shape.columns.iter().any(|c| {
+        let pos = match c.kind {
+            ColumnKind::PartitionKey { position } => (0, position),
+            ColumnKind::Clustering { position, .. } => (1, position),
+            _ => return false,
+        };
+        !positions.insert(pos)
+    });
+    if !clash {
+        return None;
+    }
+    let names_of = |e: &ChangeEvent| -> Vec<String> {
+        let mut n: Vec<String> = e
+            .partition_key
+            .iter()
+            .chain(&e.clustering_key)
+            .map(|k| k.name.clone())
+            .collect();
+        n.sort();
+        n
+    };
+    let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+    let mut partition_level = Vec::new();
+    for (i, be) in batch.events.iter().enumerate() {
+        if be.event.clustering_key.is_empty() && !batch.shape.clustering_key().is_empty() {
+            partition_level.push(i);
+            continue;
+        }
+        let names = names_of(&be.event);
+        match groups.iter_mut().find(|(n, _)| *n == names) {
+            Some((_, idx)) => idx.push(i),
+            None => groups.push((names, vec![i])),
+        }
+    }
+    if groups.len() < 2 {
+        return None;
+    }
+    if let Some((_, last)) = groups.last_mut() {
+        last.extend(partition_level);
+        last.sort_unstable();
+    }
+    let count = groups.len();
+    Some(
+        groups
+            .into_iter()
+            .enumerate()
+            .map(|(g, (names, idx))| {
+                let mut shape = batch.shape.clone();
+                shape
+                    .columns
+                    .retain(|c| is_value_column(c.kind) || names.contains(&c.name));
+                let part = TableBatch {
+                    shape,
+                    events: idx.iter().map(|&i| batch.events[i].clone()).collect(),
+                    // Offsets only with the last part, so they never run ahead of the rows.
+                    next_offsets: if g + 1 == count {
+                        batch.next_offsets.clone()
+                    } else {
+                        Vec::new()
+                    },
+                };
+                (part, idx)
+            })
+            .collect(),
+    )
+}
+
 /// Comment prefix recording which Cassandra table id (incarnation) a destination table holds.
 pub const TABLE_ID_COMMENT_PREFIX: &str = "cdc:table_id:";
 
@@ -575,5 +649,49 @@ mod tests {
         for e in &out.events {
             assert_eq!(e.event.clustering_key[0].name, "k_old");
         }
+    }
+
+    #[test]
+    fn a_batch_mixing_key_names_is_split_by_key() {
+        let asc = cdc_model::ClusteringOrder::Asc;
+        let mut b = batch(CqlType::Text, vec![vec![], vec![], vec![]]);
+        for name in ["k_old", "k_new"] {
+            b.shape.columns.push(ColumnDef {
+                name: name.into(),
+                cql_type: CqlType::Int,
+                kind: ColumnKind::Clustering {
+                    position: 0,
+                    order: asc,
+                },
+            });
+        }
+        b.events[0].event.clustering_key = vec![KeyColumn::new("k_old", CqlValue::Int(1))];
+        b.events[1].event.clustering_key = vec![KeyColumn::new("k_new", CqlValue::Int(2))];
+        b.events[2].event.clustering_key = vec![KeyColumn::new("k_old", CqlValue::Int(3))];
+        b.next_offsets = vec![crate::destination::NextOffset {
+            topic: "t".into(),
+            partition: 0,
+            next_offset: 3,
+        }];
+        let parts = split_by_key_names(&b).unwrap_or_else(|| panic!("split"));
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].1, vec![0, 2]);
+        assert_eq!(parts[1].1, vec![1]);
+        let keys = |p: &TableBatch| -> Vec<String> {
+            p.shape
+                .clustering_key()
+                .iter()
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        assert_eq!(keys(&parts[0].0), vec!["k_old"]);
+        assert_eq!(keys(&parts[1].0), vec!["k_new"]);
+        assert!(
+            parts[0].0.next_offsets.is_empty(),
+            "offsets only with the last part"
+        );
+        assert_eq!(parts[1].0.next_offsets, b.next_offsets);
+        // One key per position: nothing to split.
+        assert!(split_by_key_names(&parts[0].0).is_none());
     }
 }

@@ -87,6 +87,35 @@ impl<D: Destination> EvolvingDestination<D> {
         Some(evolution::rename_shape(shape, r))
     }
 
+    /// Writes `batch`, split by key column names when it mixes events from before and after an
+    /// unmapped primary-key rename ([`evolution::split_by_key_names`]): the adapter then sees
+    /// one key per write and retires the old relations (or leaves late events out) itself.
+    async fn write_parts(&self, group: &str, batch: &TableBatch) -> Result<WriteOutcome, D::Error> {
+        let Some(parts) = evolution::split_by_key_names(batch) else {
+            return self.inner.write_batch(group, batch).await;
+        };
+        let mut rows = 0;
+        for (part, index) in parts {
+            self.inner.prepare_table(&part.shape).await?;
+            match self.inner.write_batch(group, &part).await? {
+                WriteOutcome::Written { rows: n } => rows += n,
+                // Parts written before are written again with the rest (idempotent).
+                WriteOutcome::Rejected(rejections) => {
+                    return Ok(WriteOutcome::Rejected(
+                        rejections
+                            .into_iter()
+                            .map(|r| crate::destination::Rejection {
+                                index: index.get(r.index).copied().unwrap_or(r.index),
+                                reason: r.reason,
+                            })
+                            .collect(),
+                    ));
+                }
+            }
+        }
+        Ok(WriteOutcome::Written { rows })
+    }
+
     /// Records the drops `shape` tells and returns every drop known for its table.
     fn learn(&self, shape: &TableShape) -> BTreeMap<String, i64> {
         let Ok(mut dropped) = self.dropped.lock() else {
@@ -156,7 +185,7 @@ impl<D: Destination> Destination for EvolvingDestination<D> {
             .map(|r| evolution::rename_batch(batch, r));
         let batch = renamed.as_ref().unwrap_or(batch);
         if !self.drop_columns {
-            return self.inner.write_batch(group, batch).await;
+            return self.write_parts(group, batch).await;
         }
         let dropped = self.learn(&batch.shape);
         let restricted = evolution::without_dropped(batch, &dropped);
@@ -208,7 +237,7 @@ impl<D: Destination> Destination for EvolvingDestination<D> {
         if restricted.is_some() || dropping {
             self.inner.prepare_table(&batch.shape).await?;
         }
-        self.inner.write_batch(group, batch).await
+        self.write_parts(group, batch).await
     }
 
     async fn rewind_offsets(&self, group: &str, offsets: &[NextOffset]) -> Result<(), Self::Error> {

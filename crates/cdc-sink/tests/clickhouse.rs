@@ -1640,8 +1640,14 @@ async fn clustering_rename_is_mapped_when_configured_else_a_new_table() {
             );
             // A late event with the old name: left out, nothing retired again.
             write_with(&dest, &f.batch(4, vec![f.insert(1, 5, T0 + 2)])).await;
-            let mut b = f.batch(5, vec![renamed(f.insert(1, 6, T0 + 20))]);
-            b.shape = after.clone();
+            // A batch mixing both names: split by key, the old-name event left out.
+            let mut b = f.batch(
+                5,
+                vec![f.insert(1, 7, T0 + 3), renamed(f.insert(1, 6, T0 + 20))],
+            );
+            let mut mixed = f.shape();
+            mixed.merge(&after);
+            b.shape = mixed;
             write_with(&dest, &b).await;
             assert_eq!(
                 f.text(&format!("SELECT slot FROM {} ORDER BY slot", f.view()))

@@ -507,8 +507,12 @@ async fn clustering_rename_mapped_and_unmapped(url: &str, make: impl Fn() -> Pos
             // with the old name is left out and retires nothing again.
             let late = event("sensor_at", 9, "fake-late", T0 + 2);
             write(&dest, &before, 4, &[late]).await;
+            // A batch mixing both names: split by key, the old-name event left out.
+            let late = event("sensor_at", 8, "fake-late", T0 + 3);
             let e5 = event("probe_at", 5, "fake-e", T0 + 20);
-            write(&dest, &after, 5, &[e5]).await;
+            let mut mixed = before.clone();
+            mixed.merge(&after);
+            write(&dest, &mixed, 5, &[late, e5]).await;
             assert_eq!(
                 rows(
                     &c,
