@@ -43,7 +43,8 @@ pub struct ColumnDef {
 
 /// The shape of one table known so far: every column any envelope in the batch (or earlier)
 /// mentioned, key columns first in key order. Adapters create the table on first sight and add
-/// the columns they lack before writing (never drop or narrow).
+/// the columns they lack before writing (never narrow; columns are dropped only through
+/// [`Destination::drop_columns`], with `drop_columns: true`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableShape {
     pub keyspace: String,
