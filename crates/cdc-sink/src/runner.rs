@@ -1479,11 +1479,13 @@ impl<D: Destination> Worker<'_, D> {
                 }) => TableShape {
                     keyspace,
                     table,
+                    dropped: Default::default(),
                     columns: Vec::new(),
                 },
                 _ => TableShape {
                     keyspace: String::new(),
                     table: topic.to_owned(),
+                    dropped: Default::default(),
                     columns: Vec::new(),
                 },
             },
@@ -1895,6 +1897,7 @@ mod backlog_tests {
             shape: TableShape {
                 keyspace: "ks".into(),
                 table: "t".into(),
+                dropped: Default::default(),
                 columns: Vec::new(),
             },
             events,
