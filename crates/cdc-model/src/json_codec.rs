@@ -763,11 +763,11 @@ fn dropped_columns_from_json(
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for (i, d) in array_from_json(list, "$.dropped_columns")?
+    for (i, d) in array_from_json(list, &"$.dropped_columns")?
         .iter()
         .enumerate()
     {
-        let p = format!("$.dropped_columns[{i}]");
+        let p = Index(&"$.dropped_columns", i);
         let o = object_from_json(d, &p)?;
         let name = str_from_json(get(o, "name", &p)?, &p)?.to_owned();
         // A type the decoder cannot resolve (a UDT not in `udts`) does not matter to readers of
@@ -1203,7 +1203,7 @@ mod tests {
             captured_at_ms: 0,
         };
         let bytes = encode_event(&event, &schema)?;
-        let json: Json = serde_json::from_slice(&bytes).map_err(|e| jerr("$", e.to_string()))?;
+        let json: Json = serde_json::from_slice(&bytes).map_err(|e| jerr(&"$", e.to_string()))?;
         assert_eq!(
             json["dropped_columns"],
             json!([{"name": "fax", "type": "text", "kind": "regular", "dropped_at": 20}])
@@ -1219,7 +1219,7 @@ mod tests {
         );
         // Re-encoding (the masker) keeps them.
         let again = encode_event(&decoded, &envelope)?;
-        let json2: Json = serde_json::from_slice(&again).map_err(|e| jerr("$", e.to_string()))?;
+        let json2: Json = serde_json::from_slice(&again).map_err(|e| jerr(&"$", e.to_string()))?;
         assert_eq!(json2["dropped_columns"], json["dropped_columns"]);
         // An envelope without the field (older capture) decodes with none.
         let mut old = json.clone();
