@@ -9,10 +9,8 @@ use cdc_config::{ExposeSecret, SecretResolver};
 use cdc_mask::{KeyRing, Masker, Policy, PolicyContext};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repository root")
-        .to_path_buf()
+    // Read at run time: a shared target dir may hold this binary built from another checkout.
+    cdc_testkit::stack::repo_root()
 }
 
 /// What `make demo` generates into .stack/demo/secrets.env (values fake) plus .stack/env's URLs and
