@@ -5,7 +5,6 @@
 
 #![allow(dead_code)] // each bench binary uses a different part of this module
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! addresses and admin ports 9101–9105, stays on the demo keyspace, and its policy builds a masker
 //! with the configured keys (every key id resolvable, tokenize backed by the vault). No servers needed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cdc_config::{ExposeSecret, SecretResolver};
 use cdc_mask::{KeyRing, Masker, Policy, PolicyContext};
