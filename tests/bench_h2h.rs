@@ -49,10 +49,8 @@ fn now_micros() -> i64 {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    // Read at run time: a shared target dir may hold this binary built from another checkout.
+    cdc_testkit::stack::repo_root()
 }
 
 /// The id of a commit-log segment file (`CommitLog-7-<id>.log` / `..._cdc.idx`).

@@ -5,7 +5,6 @@
 
 #![allow(dead_code)] // each bench binary uses a different part of this module
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -209,7 +208,8 @@ pub fn machine_description() -> String {
 /// Replaces the section `## {title}` of docs/benchmarks.md (up to the next `## ` heading) with
 /// `body`, or appends it. Other sections are kept as they are.
 pub fn write_section(title: &str, body: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
+    // Read at run time: a shared target dir may hold this binary built from another checkout.
+    let path = cdc_testkit::stack::repo_root().join("docs/benchmarks.md");
     let text = std::fs::read_to_string(&path).expect("read docs/benchmarks.md");
     let heading = format!("## {title}\n");
     let section = format!("{heading}\n{}\n", body.trim_end());

@@ -1,7 +1,7 @@
 //! Chaos suite (issue 9): the whole pipeline under continuous load while faults are injected —
-//! network partitions between the sinks and their databases, `kill -9` of every service; and in
-//! `make chaos-long` a Kafka broker restart, ClickHouse down 2 minutes, a Cassandra restart, ten
-//! kill rounds and a 100,000-event burst. Every scenario ends with `cdcctl verify` and `cdcctl audit` clean and exactly
+//! network partitions between the sinks and their databases, `kill -9` of every service,
+//! TimescaleDB refusing connections (retries, DLQ, replay); and in `make chaos-long` a Kafka broker
+//! restart, ClickHouse down 2 minutes, a Cassandra restart, ten kill rounds and a 100,000-event burst. Every scenario ends with `cdcctl verify` and `cdcctl audit` clean and exactly
 //! one TimescaleDB change row per event written (see `chaos_support.rs`); results go to
 //! `target/chaos/*.json` and `docs/reliability.md`.
 //!
@@ -529,5 +529,214 @@ async fn long_burst_100k() {
     for (s, mib) in sc.peak_rss_mib() {
         assert!(mib < 1024.0, "{s} peaked at {mib:.0} MiB during the burst");
     }
+    sc.finish(vec![report]).await;
+}
+
+/// The login role the TimescaleDB sink uses in [`timescale_refuses_connections_to_dlq_and_replay`]:
+/// not a superuser, so its connection limit applies (superusers are exempt). DEV ONLY password.
+const LIMITED_ROLE: &str = "cdc_chaos_limited";
+const LIMITED_ROLE_PASSWORD: &str = "fake-chaos-password";
+
+/// `url` with its `user:password@` replaced.
+fn with_user(url: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("URL with a scheme");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+/// (c) TimescaleDB refuses connections ("too many connections", SQLSTATE 53300) under load: the
+/// sink retries each batch 5 times, then dead-letters it with its context (SC-008: within
+/// 2 minutes) and moves on; once TimescaleDB accepts connections again, `cdcctl dlq replay`
+/// writes the dead letters and every destination verifies identical, nothing lost or doubled.
+///
+/// The refusal is TimescaleDB's own: the sink logs in as a non-superuser role whose
+/// `CONNECTION LIMIT` is set to 0 and whose sessions are terminated, so every new connection
+/// gets the server's FATAL 53300 "too many connections for role" (what a full `max_connections`
+/// answers too, with another message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "chaos scenario: run alone by `make chaos`"]
+async fn timescale_refuses_connections_to_dlq_and_replay() {
+    let env = StackEnv::load();
+    let admin = cdc_testkit::Warehouses::connect(&env).await;
+    let ts = Destination::Timescaledb;
+    let role = LIMITED_ROLE;
+    // Member of the stack's owner role (not a superuser itself): it may replace the sink's shared
+    // functions and write the tables other runs created, and its connection limit applies.
+    let owner = env
+        .timescale_url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once(['@', ':']))
+        .map(|(user, _)| user.to_owned())
+        .expect("user in CDC_TIMESCALE_URL");
+    admin
+        .query(
+            ts,
+            &format!(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') \
+                 THEN CREATE ROLE {role}; END IF; END $$;
+                 ALTER ROLE {role} WITH LOGIN NOSUPERUSER CONNECTION LIMIT -1 \
+                   PASSWORD '{LIMITED_ROLE_PASSWORD}';
+                 GRANT {owner} TO {role};"
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("creating role {role}: {e}"));
+    let url = format!(
+        "plain:{}",
+        with_user(&env.timescale_url, role, LIMITED_ROLE_PASSWORD)
+    );
+    let mut sc = Scenario::start(
+        "timescale-refuses-connections",
+        "TimescaleDB refuses connections (too many connections): retries, DLQ, replay (SC-008)",
+        &env,
+        |spec| spec.set("sinks.timescaledb.destination.url", url),
+    )
+    .await;
+    let load = sc.start_load(150, 60, 81);
+    sc.wait_flowing().await;
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(load.elapsed())).await;
+
+    // Restores the role's limit even if the test fails from here (a bounded fault).
+    struct Unlimit(StackEnv);
+    impl Drop for Unlimit {
+        fn drop(&mut self) {
+            let env = self.0.clone();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    let wh = cdc_testkit::Warehouses::connect(&env).await;
+                    let _ = wh
+                        .query(
+                            Destination::Timescaledb,
+                            &format!("ALTER ROLE {LIMITED_ROLE} CONNECTION LIMIT -1"),
+                        )
+                        .await;
+                });
+            })
+            .join();
+        }
+    }
+    let unlimit = Unlimit(env.clone());
+    let fault_at = Instant::now();
+    admin
+        .query(
+            ts,
+            &format!(
+                "ALTER ROLE {role} CONNECTION LIMIT 0;
+                 SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{role}';"
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("limiting role {role}: {e}"));
+    sc.log("TimescaleDB refuses every new connection of the sink (CONNECTION LIMIT 0) for 30 s");
+
+    // SC-008: dead letters with their context within 2 minutes of the first failure.
+    let dlq_list = async |sc: &Scenario| -> serde_json::Value {
+        let (_, stdout, _) = support::cdcctl(
+            &sc.pipeline,
+            &["dlq", "list", "--destination", "timescaledb", "--json"],
+        )
+        .await;
+        serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let mut first_letter = None;
+    while fault_at.elapsed() < Duration::from_secs(30) {
+        if first_letter.is_none() {
+            let listed = dlq_list(&sc).await;
+            if listed["dead_letters"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
+                first_letter = Some(fault_at.elapsed().as_secs_f64());
+                sc.log("first dead letter listed");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    admin
+        .query(ts, &format!("ALTER ROLE {role} CONNECTION LIMIT -1"))
+        .await
+        .unwrap_or_else(|e| panic!("restoring role {role}: {e}"));
+    drop(unlimit);
+    sc.log("TimescaleDB accepts the sink's connections again");
+    let first_letter = first_letter.unwrap_or_else(|| {
+        panic!(
+            "no dead letter within 30 s of TimescaleDB refusing connections; sink log:\n{}",
+            sc.pipeline.log_tail(Service::SinkTimescaledb, 30)
+        )
+    });
+    sc.recovered(
+        "first dead letter after the refusals began (SC-008: < 120 s)",
+        first_letter,
+    );
+    assert!(
+        first_letter < 120.0,
+        "SC-008: first dead letter after {first_letter:.0} s"
+    );
+
+    let report = load.finish().await;
+    // Every letter: retriable, retried 5 times, with its source position and table.
+    let listed = dlq_list(&sc).await;
+    let letters = listed["dead_letters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!letters.is_empty(), "dead letters vanished: {listed}");
+    for l in &letters {
+        assert_eq!(l["error_class"], "retriable", "{l}");
+        assert_eq!(l["retry_count"], 5, "{l}");
+        assert_eq!(l["table"], format!("{}.{}", sc.ks, support::TABLE), "{l}");
+        assert!(
+            l["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("53300") || e.contains("too many connections")),
+            "the error names the refusal: {l}"
+        );
+        assert!(
+            l["source"]["topic"].as_str().is_some_and(|t| !t.is_empty()),
+            "{l}"
+        );
+    }
+    sc.log(format!(
+        "{} events dead-lettered; replaying them",
+        letters.len()
+    ));
+    let (code, stdout, stderr) = support::cdcctl(
+        &sc.pipeline,
+        &[
+            "dlq",
+            "replay",
+            "--destination",
+            "timescaledb",
+            "--yes",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "cdcctl dlq replay: {stdout}\n{stderr}");
+    let replayed: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
+    let n = replayed["stages"][0]["replayed"].as_u64().unwrap_or(0);
+    assert_eq!(
+        n,
+        letters.len() as u64,
+        "replayed {n} of {}: {replayed}",
+        letters.len()
+    );
+    sc.fault = format!(
+        "sink-timescaledb's role limited to 0 connections and its sessions terminated for 30 s \
+         (FATAL 53300 on every reconnect); {} events dead-lettered after 5 retries each, then \
+         `cdcctl dlq replay`",
+        letters.len()
+    );
+    sc.notes.push(format!(
+        "first dead letter {first_letter:.1} s after the refusals began (SC-008 asks < 120 s); \
+         {} letters (the batch in flight), all `retriable` with retry_count 5; later events waited \
+         in Kafka while the sink retried storing that batch's offsets; all letters replayed once \
+         TimescaleDB accepted connections",
+        letters.len()
+    ));
     sc.finish(vec![report]).await;
 }

@@ -703,15 +703,21 @@ pub fn render_report(results: &[Value]) -> String {
          backoff and `/readyz` answers 503 naming the dependency (`tests/chaos_bad_input.rs`). The \
          log line names the destination (`destination postgres: … Connection refused`) but not \
          its address. Sinks pace consume errors during a Kafka outage (50 ms doubling to 5 s).\n\
-         - **TimescaleDB connection errors** (pool exhausted / too many connections) pause the sink \
-         and grow its backlog, nothing lost; they are not dead-lettered (only row-level rejections \
-         are), unlike what the issue asked for.\n",
+         - **TimescaleDB refusing connections** (`timescale-refuses-connections`): the failing \
+         batch is retried 5 times and dead-lettered, but the sink cannot store that batch's offsets \
+         in TimescaleDB while it refuses connections, so it keeps retrying that (offsets-only) \
+         write and the events after it wait in Kafka instead of going to the DLQ too. Nothing is \
+         lost; only the first batch of an outage is in the DLQ for `cdcctl dlq replay`. A sink \
+         killed in that window would dead-letter the batch a second time (a duplicate letter).\n\
+         - **Soak**: `make test` runs 10 minutes (`make soak DURATION=10m`, results in \
+         `docs/soak.md`); no 24-hour run has been made yet (SC-010).\n",
     );
     out.push_str(
         "\n## Reproduce\n\n\
          ```sh\n\
          make chaos        # CI scenarios (bounded; part of make test)\n\
          make chaos-long   # plus the long scenarios (local runs)\n\
+         make soak DURATION=24h   # steady load, RSS/CPU per minute, slope check (docs/soak.md)\n\
          CDC_CHAOS_SEED=<seed> make chaos   # repeat the random kill points of a run\n\
          ```\n",
     );

@@ -7,7 +7,7 @@
 //! `make test-deploy` runs this file alone.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::LazyLock;
 
@@ -32,10 +32,8 @@ const KUBE_VERSION: &str = "1.33.0";
 const SKIPPED_KINDS: &[&str] = &["cassandra.datastax.com/v1beta1/CassandraDatacenter"];
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_owned()
+    // Read at run time: a shared target dir may hold this binary built from another checkout.
+    cdc_testkit::stack::repo_root()
 }
 
 fn read(rel: &str) -> String {

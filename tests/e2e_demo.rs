@@ -3,16 +3,14 @@
 //! addresses and admin ports 9101–9105, stays on the demo keyspace, and its policy builds a masker
 //! with the configured keys (every key id resolvable, tokenize backed by the vault). No servers needed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cdc_config::{ExposeSecret, SecretResolver};
 use cdc_mask::{KeyRing, Masker, Policy, PolicyContext};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repository root")
-        .to_path_buf()
+    // Read at run time: a shared target dir may hold this binary built from another checkout.
+    cdc_testkit::stack::repo_root()
 }
 
 /// What `make demo` generates into .stack/demo/secrets.env (values fake) plus .stack/env's URLs and

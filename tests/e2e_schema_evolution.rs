@@ -18,6 +18,16 @@
 //! must hold the new column types, and the old `ts` values must be archived, not shown (with a
 //! warning in each sink's log).
 //!
+//! `drop_columns_on_drops_the_column_everywhere_under_load`: with `drop_columns: true` in every
+//! sink, `ALTER TABLE … DROP gone` while a writer keeps inserting and updating: the column leaves
+//! the three destinations, `cdcctl verify` is clean, nothing restarts.
+//!
+//! `mapped_clustering_rename_keeps_the_destination_column_under_load`: with `column_renames`
+//! listing `ck` → `ck2` in every sink, `ALTER TABLE … RENAME ck TO ck2` while a writer keeps
+//! inserting and updating (it switches to the new name when the rename is done): rows before and
+//! after land in the destinations' `ck` column, `cdcctl verify` (which reads the same
+//! `column_renames`) is clean, nothing restarts.
+//!
 //! `auto_migrate_off_skips_new_columns_with_a_warning`: with `auto_migrate: false` in every
 //! sink, an added column is not created in any destination, the rows still replicate with
 //! their other columns, each sink logs a warning naming the column, and nothing restarts.
@@ -527,6 +537,244 @@ async fn auto_migrate_off_skips_new_columns_with_a_warning() {
             pipeline.log_tail(d.service(), 20)
         );
     }
+    for (service, pid) in &pids {
+        assert_eq!(
+            pipeline.pid(*service),
+            *pid,
+            "{service:?} was restarted or died"
+        );
+    }
+    cql(&session, &format!("DROP KEYSPACE {ks}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_columns_on_drops_the_column_everywhere_under_load() {
+    let env = StackEnv::load();
+    let ks = cdc_testkit::unique_name("e2e_evo_drop");
+    let table = "dropper";
+    let session = Arc::new(cassandra(&env).await);
+    cql(
+        &session,
+        &format!(
+            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
+             {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+        ),
+    )
+    .await;
+    cql(
+        &session,
+        &format!(
+            "CREATE TABLE {ks}.{table} (id int PRIMARY KEY, a text, gone text) WITH cdc = true"
+        ),
+    )
+    .await;
+    let pipeline = RunningPipeline::start(
+        &env,
+        PipelineSpec::new("evo_drop", [ks.clone()])
+            .set("sinks.postgres.drop_columns", true)
+            .set("sinks.clickhouse.drop_columns", true)
+            .set("sinks.timescaledb.drop_columns", true),
+    )
+    .await;
+    let pids: Vec<(Service, Option<u32>)> = Service::ALL
+        .iter()
+        .map(|s| (*s, pipeline.pid(*s)))
+        .collect();
+    let wh = Warehouses::connect(&env).await;
+    for id in 0..100 {
+        cql(
+            &session,
+            &format!(
+                "INSERT INTO {ks}.{table} (id, a, gone) VALUES ({id}, 'fake-{id}', 'old-{id}')"
+            ),
+        )
+        .await;
+    }
+    await_count(&pipeline, &wh, &ks, table, 100).await;
+    for d in Destination::ALL {
+        assert!(
+            column_type(&wh, d, &ks, table, "gone").await.is_some(),
+            "{d}: gone must exist before the drop"
+        );
+    }
+
+    // Live traffic before, during and after the DROP: inserts of new rows and updates of old ones.
+    let writing = Arc::new(AtomicBool::new(true));
+    let written = Arc::new(AtomicU32::new(0));
+    let writer = {
+        let (session, ks, writing, written) = (
+            Arc::clone(&session),
+            ks.clone(),
+            Arc::clone(&writing),
+            Arc::clone(&written),
+        );
+        tokio::spawn(async move {
+            let mut id = 100;
+            while writing.load(Ordering::Relaxed) {
+                let q = format!("INSERT INTO {ks}.{table} (id, a) VALUES ({id}, 'fake-{id}')");
+                let u = format!(
+                    "UPDATE {ks}.{table} SET a = 'fake-upd-{id}' WHERE id = {}",
+                    id % 100
+                );
+                for stmt in [q, u] {
+                    // A write refused around the schema change is retried by the next round.
+                    if session.query_unpaged(stmt, &[]).await.is_ok() {
+                        written.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                id += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            id
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cql(&session, &format!("ALTER TABLE {ks}.{table} DROP gone")).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    writing.store(false, Ordering::Relaxed);
+    let next_id = writer.await.expect("writer");
+    eprintln!(
+        "{} writes under load, rows up to id {next_id}",
+        written.load(Ordering::Relaxed)
+    );
+
+    // The column leaves every destination (after the first event of the new schema).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for d in Destination::ALL {
+        while column_type(&wh, d, &ks, table, "gone").await.is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "{d}: column gone still there 120 s after DROP with drop_columns: true\n{}",
+                pipeline.log_tail(d.service(), 20)
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    assert_verify_clean(&pipeline, &ks).await;
+    for (service, pid) in &pids {
+        assert_eq!(
+            pipeline.pid(*service),
+            *pid,
+            "{service:?} was restarted or died"
+        );
+    }
+    cql(&session, &format!("DROP KEYSPACE {ks}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapped_clustering_rename_keeps_the_destination_column_under_load() {
+    let env = StackEnv::load();
+    let ks = cdc_testkit::unique_name("e2e_evo_rename");
+    let table = "renamed";
+    let session = Arc::new(cassandra(&env).await);
+    cql(
+        &session,
+        &format!(
+            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
+             {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+        ),
+    )
+    .await;
+    cql(
+        &session,
+        &format!(
+            "CREATE TABLE {ks}.{table} (id int, ck int, a text, PRIMARY KEY (id, ck)) \
+             WITH cdc = true"
+        ),
+    )
+    .await;
+    let renames: serde_yaml::Value =
+        serde_yaml::from_str(&format!("[{{table: {ks}.{table}, from: ck, to: ck2}}]"))
+            .expect("column_renames YAML");
+    let pipeline = RunningPipeline::start(
+        &env,
+        PipelineSpec::new("evo_rename", [ks.clone()])
+            .set("sinks.postgres.column_renames", renames.clone())
+            .set("sinks.clickhouse.column_renames", renames.clone())
+            .set("sinks.timescaledb.column_renames", renames),
+    )
+    .await;
+    let pids: Vec<(Service, Option<u32>)> = Service::ALL
+        .iter()
+        .map(|s| (*s, pipeline.pid(*s)))
+        .collect();
+    let wh = Warehouses::connect(&env).await;
+    for id in 0..50 {
+        cql(
+            &session,
+            &format!(
+                "INSERT INTO {ks}.{table} (id, ck, a) VALUES ({id}, {}, 'fake-{id}')",
+                id % 5
+            ),
+        )
+        .await;
+    }
+    await_count(&pipeline, &wh, &ks, table, 50).await;
+
+    // Live traffic before, during and after the rename: new rows and updates of the old ones.
+    let writing = Arc::new(AtomicBool::new(true));
+    let renamed = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (session, ks, writing, renamed) = (
+            Arc::clone(&session),
+            ks.clone(),
+            Arc::clone(&writing),
+            Arc::clone(&renamed),
+        );
+        tokio::spawn(async move {
+            let mut id = 50;
+            let mut inserted = Vec::new();
+            while writing.load(Ordering::Relaxed) {
+                let ck = if renamed.load(Ordering::Relaxed) {
+                    "ck2"
+                } else {
+                    "ck"
+                };
+                let insert = format!(
+                    "INSERT INTO {ks}.{table} (id, {ck}, a) VALUES ({id}, {}, 'fake-{id}')",
+                    id % 5
+                );
+                let old = id % 50;
+                let update = format!(
+                    "UPDATE {ks}.{table} SET a = 'fake-upd-{id}' WHERE id = {old} AND {ck} = {}",
+                    old % 5
+                );
+                // A write refused around the schema change is left out (not counted).
+                if session.query_unpaged(insert, &[]).await.is_ok() {
+                    inserted.push(id);
+                }
+                let _ = session.query_unpaged(update, &[]).await;
+                id += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            inserted
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cql(
+        &session,
+        &format!("ALTER TABLE {ks}.{table} RENAME ck TO ck2"),
+    )
+    .await;
+    renamed.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    writing.store(false, Ordering::Relaxed);
+    let inserted = writer.await.expect("writer");
+    let rows = 50 + inserted.len() as u64;
+    eprintln!("{} rows inserted under load", inserted.len());
+    await_count(&pipeline, &wh, &ks, table, rows).await;
+    for d in Destination::ALL {
+        assert!(
+            column_type(&wh, d, &ks, table, "ck").await.is_some(),
+            "{d}: the destination keeps the key column ck"
+        );
+        assert_eq!(
+            column_type(&wh, d, &ks, table, "ck2").await,
+            None,
+            "{d}: a mapped rename adds no ck2 column"
+        );
+    }
+    assert_verify_clean(&pipeline, &ks).await;
     for (service, pid) in &pids {
         assert_eq!(
             pipeline.pid(*service),

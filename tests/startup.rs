@@ -125,7 +125,8 @@ async fn cold_start_of_each_service_and_of_the_pipeline() {
 }
 
 fn write_benchmarks(results: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
+    // Read at run time: a shared target dir may hold this binary built from another checkout.
+    let path = cdc_testkit::stack::repo_root().join("docs/benchmarks.md");
     let text = std::fs::read_to_string(&path).expect("read docs/benchmarks.md");
     let date = std::process::Command::new("date")
         .arg("+%Y-%m-%d")

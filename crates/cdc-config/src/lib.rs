@@ -34,7 +34,7 @@ pub use pipeline::PipelineConfig;
 pub use refresh::RefreshingSecret;
 pub use secret::{SecretRef, SecretResolver, SecretsConfig};
 pub use sink::{
-    BatchConfig, ClickHouseDestinationConfig, DestinationKind, PgTlsConfig,
+    BatchConfig, ClickHouseDestinationConfig, ColumnRename, DestinationKind, PgTlsConfig,
     PostgresDestinationConfig, RetryConfig, SinkConfig, SinksConfig, TimescaleDestinationConfig,
     TlsMode,
 };

@@ -70,11 +70,33 @@ pub struct SinkConfig<D> {
     /// archived). `false`: such columns are not written, with a warning.
     #[serde(default = "default_auto_migrate")]
     pub auto_migrate: bool,
+    /// Schema evolution: drop a destination column (with its bookkeeping columns) once the events
+    /// say Cassandra dropped it, before the first event of the newer schema is written. `false`:
+    /// the column is kept with the values it had and no longer written.
+    #[serde(default)]
+    pub drop_columns: bool,
+    /// Primary-key columns renamed in Cassandra (`ALTER TABLE … RENAME from TO to`): events
+    /// carrying `to` are written to the destination's existing `from` column. A rename not
+    /// listed is handled as a new table (the old destination relations are retired).
+    #[serde(default)]
+    pub column_renames: Vec<ColumnRename>,
     /// Admin HTTP listener.
     #[serde(default = "default_admin::<D>")]
     pub admin: AdminConfig,
     /// Destination-specific settings.
     pub destination: D,
+}
+
+/// One primary-key column rename to map (see `SinkConfig::column_renames`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnRename {
+    /// The Cassandra table, `keyspace.table`.
+    pub table: String,
+    /// The column name before the rename: the destination's column.
+    pub from: String,
+    /// The column name after the rename, as the events carry it.
+    pub to: String,
 }
 
 fn default_group_id<D: DestinationKind>() -> String {
@@ -529,6 +551,50 @@ impl ValidateDestination for ClickHouseDestinationConfig {
 }
 
 impl<D: ValidateDestination> SinkConfig<D> {
+    fn validate_column_renames(&self, v: &mut Validator, prefix: &str) {
+        let mut seen_from = std::collections::BTreeSet::new();
+        let mut seen_to = std::collections::BTreeSet::new();
+        for (i, r) in self.column_renames.iter().enumerate() {
+            let item = format!("{prefix}[{i}]");
+            v.matches(
+                key(&item, "table"),
+                &r.table,
+                &TABLE,
+                "keyspace.table of [A-Za-z0-9_]",
+            );
+            for (field, name) in [("from", &r.from), ("to", &r.to)] {
+                if name.is_empty() || name.len() > 63 || name.chars().any(char::is_control) {
+                    v.fail(
+                        key(&item, field),
+                        "a column name (1-63 characters, no control characters)",
+                        format!("{name:?}"),
+                    );
+                }
+            }
+            if r.from == r.to {
+                v.fail(
+                    key(&item, "to"),
+                    "a name other than `from`",
+                    format!("{:?}", r.to),
+                );
+            }
+            if !seen_from.insert((r.table.as_str(), r.from.as_str())) {
+                v.fail(
+                    key(&item, "from"),
+                    "one rename per column of a table",
+                    format!("{:?} again for {:?}", r.from, r.table),
+                );
+            }
+            if !seen_to.insert((r.table.as_str(), r.to.as_str())) {
+                v.fail(
+                    key(&item, "to"),
+                    "one rename to each new name of a table",
+                    format!("{:?} again for {:?}", r.to, r.table),
+                );
+            }
+        }
+    }
+
     pub(crate) fn validate(&self, v: &mut Validator, prefix: &str) {
         v.name(key(prefix, "group_id"), &self.group_id);
         v.regex(key(prefix, "topics_pattern"), &self.topics_pattern);
@@ -584,6 +650,7 @@ impl<D: ValidateDestination> SinkConfig<D> {
             1,
             3_600,
         );
+        self.validate_column_renames(v, &key(prefix, "column_renames"));
         self.admin.validate(v, &key(prefix, "admin"));
         self.destination
             .validate(v, &key(prefix, "destination"), self.parallelism);

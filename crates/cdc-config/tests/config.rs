@@ -610,3 +610,56 @@ fn pg_tls_is_a_mode_or_a_block_and_errors_name_the_key() {
     let err = load("      tls: verify_everything\n", &[]).expect_err("bad mode");
     assert!(err.to_string().contains("verify-full"), "{err}");
 }
+
+// ---------- schema evolution options ----------
+
+#[test]
+fn drop_columns_and_column_renames_default_off_and_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = load_with_env(&write_config(&dir, PG_SINK), no_env()).expect("pg");
+    let pg = config.sinks.postgres.expect("postgres");
+    assert!(!pg.drop_columns);
+    assert!(pg.column_renames.is_empty());
+
+    let text = PG_SINK.replace(
+        "    batch:\n",
+        "    drop_columns: true\n    column_renames:\n      - {table: fake_ks.readings, from: sensor, to: probe}\n    batch:\n",
+    );
+    let config = load_with_env(&write_config(&dir, &text), no_env()).expect("valid");
+    let pg = config.sinks.postgres.expect("postgres");
+    assert!(pg.drop_columns);
+    assert_eq!(
+        pg.column_renames,
+        vec![cdc_config::ColumnRename {
+            table: "fake_ks.readings".into(),
+            from: "sensor".into(),
+            to: "probe".into(),
+        }]
+    );
+}
+
+#[test]
+fn invalid_column_renames_name_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = PG_SINK.replace(
+        "    batch:\n",
+        "    column_renames:\n      - {table: no_dot, from: a, to: b}\n      - {table: ks.t, from: a, to: a}\n      - {table: ks.t, from: c, to: \"\"}\n      - {table: ks.t, from: c, to: d}\n    batch:\n",
+    );
+    let err = load_with_env(&write_config(&dir, &text), no_env()).expect_err("invalid");
+    let msg = err.to_string();
+    for expected in [
+        "sinks.postgres.column_renames[0].table: expected keyspace.table",
+        "sinks.postgres.column_renames[1].to: expected a name other than `from`",
+        "sinks.postgres.column_renames[2].to: expected a column name",
+        "sinks.postgres.column_renames[3].from: expected one rename per column of a table",
+    ] {
+        assert!(msg.contains(expected), "missing {expected:?} in:\n{msg}");
+    }
+    // An unknown key inside an item is refused too.
+    let text = PG_SINK.replace(
+        "    batch:\n",
+        "    column_renames:\n      - {table: ks.t, from: a, into: b}\n    batch:\n",
+    );
+    let err = load_with_env(&write_config(&dir, &text), no_env()).expect_err("unknown");
+    assert!(err.to_string().contains("column_renames"), "{err}");
+}

@@ -13,6 +13,8 @@
 //!               {"name": "ck", "type": "text", "kind": "clustering"},
 //!               {"name": "tags", "type": "map<text, int>", "kind": "regular"}],
 //!   "udts": {"address": [["street", "text"], ["zip", "int"]]},      // only when used
+//!   "dropped_columns": [{"name": "fax", "type": "text", "kind": "regular",
+//!                        "dropped_at": 1700000000000000}],          // only when any
 //!   "key": {"id": 1},
 //!   "clustering": {"ck": "a"},
 //!   "liveness": {"writetime": 1700000000000000, "ttl": 60, "expires_at": 1700000060} | null,
@@ -39,6 +41,11 @@
 //! `system_schema` prints it, and `udts` the fields of every UDT those types name (field types as
 //! CQL strings), so the envelope decodes without a schema lookup. Key, clustering and bound prefix
 //! order comes from `columns`.
+//!
+//! `dropped_columns` lists the table's columns that are dropped as of `source.schema_version`
+//! (not re-added since), each with its latest drop time in microseconds: cells written at or
+//! before it are dead in Cassandra. Absent when there are none (and in envelopes written before
+//! the field existed, which still decode).
 //!
 //! Values, per CQL type (lossless given the type):
 //! - ascii, text, inet, uuid, timeuuid: strings; blob and custom: standard base64 strings;
@@ -617,12 +624,37 @@ pub fn event_to_json(event: &ChangeEvent, schema: &TableSchema) -> Result<Json, 
     if !udts.is_empty() {
         root.insert("udts".into(), Json::Object(udts.into_iter().collect()));
     }
+    let dropped = dropped_columns_to_json(schema);
+    if !dropped.is_empty() {
+        root.insert("dropped_columns".into(), Json::Array(dropped));
+    }
     root.insert("key".into(), keys(&event.partition_key));
     root.insert("clustering".into(), keys(&event.clustering_key));
     root.insert("liveness".into(), liveness);
     root.insert("deletion".into(), deletion);
     root.insert("after".into(), Json::Object(after));
     Ok(Json::Object(root))
+}
+
+/// The latest drop of each column not live in `schema`, by name.
+fn dropped_columns_to_json(schema: &TableSchema) -> Vec<Json> {
+    let mut latest: BTreeMap<&str, &crate::DroppedColumn> = BTreeMap::new();
+    for d in &schema.dropped_columns {
+        if schema.column(&d.name).is_some() {
+            continue;
+        }
+        let e = latest.entry(d.name.as_str()).or_insert(d);
+        if d.dropped_time_micros > e.dropped_time_micros {
+            *e = d;
+        }
+    }
+    latest
+        .values()
+        .map(|d| {
+            json!({"name": d.name, "type": d.cql_type.to_string(), "kind": kind_name(d.kind),
+                   "dropped_at": d.dropped_time_micros})
+        })
+        .collect()
 }
 
 fn shard_kind_name(kind: CounterShardKind) -> &'static str {
@@ -718,8 +750,50 @@ pub fn envelope_schema(json: &Json) -> Result<TableSchema, Error> {
             "a u32",
         )?,
         columns,
-        dropped_columns: Vec::new(),
+        dropped_columns: dropped_columns_from_json(root, &resolver)?,
     })
+}
+
+/// The envelope's `dropped_columns` (absent in older envelopes: none).
+fn dropped_columns_from_json(
+    root: &Map<String, Json>,
+    resolver: &EnvelopeUdts<'_>,
+) -> Result<Vec<crate::DroppedColumn>, Error> {
+    let Some(list) = root.get("dropped_columns") else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (i, d) in array_from_json(list, &"$.dropped_columns")?
+        .iter()
+        .enumerate()
+    {
+        let p = Index(&"$.dropped_columns", i);
+        let o = object_from_json(d, &p)?;
+        let name = str_from_json(get(o, "name", &p)?, &p)?.to_owned();
+        // A type the decoder cannot resolve (a UDT not in `udts`) does not matter to readers of
+        // drops; keep the column with an opaque type rather than refuse the event.
+        let type_text = str_from_json(get(o, "type", &p)?, &p)?;
+        let cql_type = CqlType::parse_with(type_text, resolver).unwrap_or(CqlType::Custom {
+            class: type_text.to_owned(),
+        });
+        let kind = match str_from_json(get(o, "kind", &p)?, &p)? {
+            "static" => ColumnKind::Static,
+            "regular" => ColumnKind::Regular,
+            _ => return Err(jerr(&p, "kind must be static or regular")),
+        };
+        let dropped_time_micros = int_from_json(
+            get(o, "dropped_at", &p)?,
+            &format!("{p}.dropped_at"),
+            "an i64",
+        )?;
+        out.push(crate::DroppedColumn {
+            name,
+            cql_type,
+            dropped_time_micros,
+            kind,
+        });
+    }
+    Ok(out)
 }
 
 /// Resolves UDT names from the envelope's `udts` section, refusing cycles (outside input).
@@ -1062,6 +1136,101 @@ mod tests {
 
     use super::*;
     use crate::test_strategies::table_and_event;
+
+    #[test]
+    fn dropped_columns_round_trip_and_are_optional() -> Result<(), Error> {
+        let schema = TableSchema {
+            keyspace: "fake_ks".into(),
+            table: "readings".into(),
+            id: Uuid::from_u128(7),
+            cdc: true,
+            version: 3,
+            columns: vec![
+                crate::ColumnSchema {
+                    name: "id".into(),
+                    cql_type: CqlType::Int,
+                    kind: ColumnKind::PartitionKey { position: 0 },
+                },
+                crate::ColumnSchema {
+                    name: "note".into(),
+                    cql_type: CqlType::Text,
+                    kind: ColumnKind::Regular,
+                },
+            ],
+            dropped_columns: vec![
+                crate::DroppedColumn {
+                    name: "fax".into(),
+                    cql_type: CqlType::Text,
+                    dropped_time_micros: 10,
+                    kind: ColumnKind::Regular,
+                },
+                crate::DroppedColumn {
+                    name: "fax".into(),
+                    cql_type: CqlType::Text,
+                    dropped_time_micros: 20,
+                    kind: ColumnKind::Regular,
+                },
+                // Dropped and re-added: live, so not listed.
+                crate::DroppedColumn {
+                    name: "note".into(),
+                    cql_type: CqlType::Int,
+                    dropped_time_micros: 5,
+                    kind: ColumnKind::Regular,
+                },
+            ],
+        };
+        let source = SourceInfo {
+            cluster: "c".into(),
+            host_id: Uuid::from_u128(1),
+            keyspace: "fake_ks".into(),
+            table: "readings".into(),
+            table_id: Uuid::from_u128(7),
+            schema_version: 3,
+            segment_id: 1,
+            segment_position: 1,
+            index: 0,
+        };
+        let event = ChangeEvent {
+            correlation_id: source.correlation_id(),
+            source,
+            op: Operation::Update,
+            partition_key: vec![KeyColumn::new("id", CqlValue::Int(1))],
+            clustering_key: Vec::new(),
+            is_static: false,
+            liveness: None,
+            deletion: None,
+            cells: Vec::new(),
+            captured_at_ms: 0,
+        };
+        let bytes = encode_event(&event, &schema)?;
+        let json: Json = serde_json::from_slice(&bytes).map_err(|e| jerr(&"$", e.to_string()))?;
+        assert_eq!(
+            json["dropped_columns"],
+            json!([{"name": "fax", "type": "text", "kind": "regular", "dropped_at": 20}])
+        );
+        let (decoded, envelope) = decode_event_with_schema(&bytes)?;
+        assert_eq!(decoded, event);
+        assert_eq!(envelope.dropped_columns.len(), 1);
+        assert_eq!(
+            envelope
+                .dropped_column("fax")
+                .map(|d| d.dropped_time_micros),
+            Some(20)
+        );
+        // Re-encoding (the masker) keeps them.
+        let again = encode_event(&decoded, &envelope)?;
+        let json2: Json = serde_json::from_slice(&again).map_err(|e| jerr(&"$", e.to_string()))?;
+        assert_eq!(json2["dropped_columns"], json["dropped_columns"]);
+        // An envelope without the field (older capture) decodes with none.
+        let mut old = json.clone();
+        if let Some(o) = old.as_object_mut() {
+            o.remove("dropped_columns");
+        }
+        let (_, envelope) =
+            decode_event_with_schema(&serde_json::to_vec(&old).unwrap_or_default())?;
+        assert!(envelope.dropped_columns.is_empty());
+        Ok(())
+    }
 
     #[test]
     fn decimal_strings() {

@@ -24,6 +24,8 @@
 //! What an adapter must not do: consume Kafka, retry on its own, or emit metrics (the framework
 //! does all three, with the adapter's error classification).
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use cdc_kafka::TopicPartition;
 use cdc_model::{ChangeEvent, ColumnKind, CqlType, ErrorClass};
@@ -41,12 +43,16 @@ pub struct ColumnDef {
 
 /// The shape of one table known so far: every column any envelope in the batch (or earlier)
 /// mentioned, key columns first in key order. Adapters create the table on first sight and add
-/// the columns they lack before writing (never drop or narrow).
+/// the columns they lack before writing (never narrow; columns are dropped only through
+/// [`Destination::drop_columns`], with `drop_columns: true`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableShape {
     pub keyspace: String,
     pub table: String,
     pub columns: Vec<ColumnDef>,
+    /// Columns the envelopes say are dropped in Cassandra (not re-added), by name, with the
+    /// latest drop time in microseconds: cells written at or before it are dead there.
+    pub dropped: BTreeMap<String, i64>,
 }
 
 impl TableShape {
@@ -108,8 +114,13 @@ impl TableShape {
     }
 
     /// Adds the columns of `other` this shape lacks (same table). Returns the names of the
-    /// columns added. A column already known keeps its first-seen type.
+    /// columns added. A column already known keeps its first-seen type. Drops are merged keeping
+    /// the latest drop time of each column.
     pub fn merge(&mut self, other: &TableShape) -> Vec<String> {
+        for (name, at) in &other.dropped {
+            let e = self.dropped.entry(name.clone()).or_insert(*at);
+            *e = (*e).max(*at);
+        }
         let mut added = Vec::new();
         for c in &other.columns {
             if self.column(&c.name).is_none() {
@@ -196,6 +207,19 @@ pub trait Destination: Send + Sync + 'static {
     /// any event needing them is written). Idempotent.
     async fn prepare_table(&self, shape: &TableShape) -> Result<(), Self::Error>;
 
+    /// Drops value columns (and their bookkeeping columns) of `keyspace.table` from every
+    /// relation holding them: Cassandra dropped them and `drop_columns` is on. Idempotent;
+    /// nothing when the table or a column does not exist. The default keeps them (adapters
+    /// that cannot drop columns).
+    async fn drop_columns(
+        &self,
+        _keyspace: &str,
+        _table: &str,
+        _columns: &[String],
+    ) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
     /// The stored next offset of each partition for consumer group `group`; `None` where nothing
     /// was stored (the framework then starts at the beginning).
     async fn load_offsets(
@@ -239,6 +263,7 @@ pub trait Destination: Send + Sync + 'static {
                 shape: TableShape {
                     keyspace,
                     table,
+                    dropped: Default::default(),
                     columns: Vec::new(),
                 },
                 events: Vec::new(),
@@ -253,4 +278,12 @@ pub trait Destination: Send + Sync + 'static {
     /// serialization failure), `Poison` (the data: retried one event at a time, then
     /// dead-lettered), `Fatal` (misconfiguration, permissions: stop the sink).
     fn classify(&self, error: &Self::Error) -> ErrorClass;
+
+    /// True when a retriable `error` means the destination answered but refused the work for
+    /// lack of resources (PostgreSQL/TimescaleDB: too many connections). After the retries such
+    /// a batch goes to the DLQ instead of pausing the consumer until the destination is healthy,
+    /// which is what an unreachable destination gets. Default: never.
+    fn is_overloaded(&self, _error: &Self::Error) -> bool {
+        false
+    }
 }

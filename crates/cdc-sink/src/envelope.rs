@@ -26,6 +26,11 @@ pub fn decode(payload: &[u8]) -> Result<(ChangeEvent, TableShape), String> {
             keyspace: schema.keyspace,
             table: schema.table,
             columns,
+            dropped: schema
+                .dropped_columns
+                .into_iter()
+                .map(|d| (d.name, d.dropped_time_micros))
+                .collect(),
         },
     ))
 }

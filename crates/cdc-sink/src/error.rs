@@ -130,7 +130,27 @@ pub fn classify_sqlstate(code: &str) -> ErrorClass {
     }
 }
 
+/// SQLSTATE 53300 `too_many_connections`: the server answered but refused a new connection
+/// (`max_connections`, or a role's or database's connection limit reached).
+const TOO_MANY_CONNECTIONS: &str = "53300";
+
 impl Error {
+    /// True when the server is up but refused a connection for lack of slots (SQLSTATE 53300:
+    /// "sorry, too many clients already", "too many connections for role …"). Retriable, but
+    /// unlike an unreachable server it is not waited out: after the retries the batch is
+    /// dead-lettered (SPEC US-3 scenario 3, ARCHITECTURE §8) and replayed once healthy.
+    pub fn is_overloaded(&self) -> bool {
+        let code = match self {
+            Error::Postgres { source, .. }
+            | Error::Pool {
+                source: deadpool_postgres::PoolError::Backend(source),
+                ..
+            } => source.code(),
+            _ => None,
+        };
+        code.is_some_and(|c| c.code() == TOO_MANY_CONNECTIONS)
+    }
+
     /// What to do about the error.
     pub fn class(&self) -> ErrorClass {
         match self {

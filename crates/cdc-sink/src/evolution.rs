@@ -17,11 +17,11 @@
 //!
 //! Pure: no I/O.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use cdc_model::{CellValue, CqlType, CqlValue};
+use cdc_model::{CellValue, ChangeEvent, ColumnKind, CqlType, CqlValue, DeletionScope, KeyColumn};
 
-use crate::destination::TableBatch;
+use crate::destination::{TableBatch, TableShape};
 
 /// What to do with one column of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +143,199 @@ pub fn restrict_batch(
     Some((out, skipped))
 }
 
+/// `shape` without the value columns `dropped` names (`drop_columns: true`, before any event is
+/// seen): a late event of the old schema must not add a dropped column back. A column re-added
+/// in Cassandra comes back through [`without_dropped`], which sees its newer cells.
+pub fn shape_without_dropped(shape: &TableShape, dropped: &BTreeMap<String, i64>) -> TableShape {
+    let mut out = shape.clone();
+    out.columns
+        .retain(|c| !is_value_column(c.kind) || !dropped.contains_key(&c.name));
+    out
+}
+
+fn is_value_column(kind: ColumnKind) -> bool {
+    matches!(kind, ColumnKind::Static | ColumnKind::Regular)
+}
+
+/// Cassandra's rule for dropped columns applied to a batch (`drop_columns: true`): a cell of a
+/// column dropped at `t` written at or before `t` is dead, so it is left out; a dropped column
+/// leaves the shape unless a cell written after its drop (the column re-added) remains. `None`
+/// when the batch is untouched.
+pub fn without_dropped(
+    batch: &TableBatch,
+    dropped: &BTreeMap<String, i64>,
+) -> Option<(TableBatch, Vec<SkippedCell>)> {
+    if dropped.is_empty() {
+        return None;
+    }
+    let dead =
+        |column: &str, writetime: i64| dropped.get(column).is_some_and(|at| writetime <= *at);
+    let touches = batch
+        .shape
+        .columns
+        .iter()
+        .any(|c| is_value_column(c.kind) && dropped.contains_key(&c.name))
+        || batch.events.iter().any(|be| {
+            be.event
+                .cells
+                .iter()
+                .any(|c| dead(&c.column, c.writetime_micros))
+        });
+    if !touches {
+        return None;
+    }
+    let mut out = batch.clone();
+    let mut skipped = Vec::new();
+    for (i, be) in out.events.iter_mut().enumerate() {
+        be.event.cells.retain(|cell| {
+            let keep = !dead(&cell.column, cell.writetime_micros);
+            if !keep {
+                skipped.push(SkippedCell {
+                    column: cell.column.clone(),
+                    event: i,
+                });
+            }
+            keep
+        });
+    }
+    let re_added: HashSet<String> = out
+        .events
+        .iter()
+        .flat_map(|be| be.event.cells.iter())
+        .filter(|c| dropped.contains_key(&c.column))
+        .map(|c| c.column.clone())
+        .collect();
+    out.shape.columns.retain(|c| {
+        !is_value_column(c.kind) || !dropped.contains_key(&c.name) || re_added.contains(&c.name)
+    });
+    Some((out, skipped))
+}
+
+/// Primary-key column renames of one table, new name → the destination's (old) name.
+pub type KeyRenames = HashMap<String, String>;
+
+/// `shape` with renamed key columns under their destination names (a column mentioned under
+/// both names, by events from before and after the rename, is kept once).
+pub fn rename_shape(shape: &TableShape, renames: &KeyRenames) -> TableShape {
+    let mut out = shape.clone();
+    let mut seen = HashSet::new();
+    out.columns.retain_mut(|c| {
+        if let Some(old) = renames.get(&c.name) {
+            c.name = old.clone();
+        }
+        seen.insert(c.name.clone())
+    });
+    out
+}
+
+/// `event` with renamed key columns under their destination names (keys, range bounds, cells).
+pub fn rename_event(event: &mut ChangeEvent, renames: &KeyRenames) {
+    let rename_keys = |keys: &mut Vec<KeyColumn>| {
+        for k in keys {
+            if let Some(old) = renames.get(&k.name) {
+                k.name = old.clone();
+            }
+        }
+    };
+    rename_keys(&mut event.partition_key);
+    rename_keys(&mut event.clustering_key);
+    if let Some(d) = &mut event.deletion
+        && let DeletionScope::Range { start, end } = &mut d.scope
+    {
+        rename_keys(&mut start.prefix);
+        rename_keys(&mut end.prefix);
+    }
+    for c in &mut event.cells {
+        if let Some(old) = renames.get(&c.column) {
+            c.column = old.clone();
+        }
+    }
+}
+
+/// `batch` with [`rename_shape`] and [`rename_event`] applied.
+pub fn rename_batch(batch: &TableBatch, renames: &KeyRenames) -> TableBatch {
+    let mut out = batch.clone();
+    out.shape = rename_shape(&batch.shape, renames);
+    for be in &mut out.events {
+        rename_event(&mut be.event, renames);
+    }
+    out
+}
+
+/// A batch mixing events from before and after an unmapped primary-key rename: its merged shape
+/// has two key columns at one key position, which no table has. Returns the batch split by the
+/// events' key column names, in the order each name set first appears, each part with the shape
+/// of its own key and the original index of each of its events. Events naming only the
+/// partition key (partition-level changes) join the last part. `None` for other batches.
+pub fn split_by_key_names(batch: &TableBatch) -> Option<Vec<(TableBatch, Vec<usize>)>> {
+    let mut positions = HashSet::new();
+    let clash = batch.shape.columns.iter().any(|c| {
+        let pos = match c.kind {
+            ColumnKind::PartitionKey { position } => (0, position),
+            ColumnKind::Clustering { position, .. } => (1, position),
+            _ => return false,
+        };
+        !positions.insert(pos)
+    });
+    if !clash {
+        return None;
+    }
+    let names_of = |e: &ChangeEvent| -> Vec<String> {
+        let mut n: Vec<String> = e
+            .partition_key
+            .iter()
+            .chain(&e.clustering_key)
+            .map(|k| k.name.clone())
+            .collect();
+        n.sort();
+        n
+    };
+    let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+    let mut partition_level = Vec::new();
+    for (i, be) in batch.events.iter().enumerate() {
+        if be.event.clustering_key.is_empty() && !batch.shape.clustering_key().is_empty() {
+            partition_level.push(i);
+            continue;
+        }
+        let names = names_of(&be.event);
+        match groups.iter_mut().find(|(n, _)| *n == names) {
+            Some((_, idx)) => idx.push(i),
+            None => groups.push((names, vec![i])),
+        }
+    }
+    if groups.len() < 2 {
+        return None;
+    }
+    if let Some((_, last)) = groups.last_mut() {
+        last.extend(partition_level);
+        last.sort_unstable();
+    }
+    let count = groups.len();
+    Some(
+        groups
+            .into_iter()
+            .enumerate()
+            .map(|(g, (names, idx))| {
+                let mut shape = batch.shape.clone();
+                shape
+                    .columns
+                    .retain(|c| is_value_column(c.kind) || names.contains(&c.name));
+                let part = TableBatch {
+                    shape,
+                    events: idx.iter().map(|&i| batch.events[i].clone()).collect(),
+                    // Offsets only with the last part, so they never run ahead of the rows.
+                    next_offsets: if g + 1 == count {
+                        batch.next_offsets.clone()
+                    } else {
+                        Vec::new()
+                    },
+                };
+                (part, idx)
+            })
+            .collect(),
+    )
+}
+
 /// Comment prefix recording which Cassandra table id (incarnation) a destination table holds.
 pub const TABLE_ID_COMMENT_PREFIX: &str = "cdc:table_id:";
 
@@ -261,6 +454,7 @@ mod tests {
             shape: TableShape {
                 keyspace: "ks".into(),
                 table: "t".into(),
+                dropped: Default::default(),
                 columns: vec![
                     ColumnDef {
                         name: "id".into(),
@@ -375,5 +569,129 @@ mod tests {
         assert_eq!(skipped.len(), 1);
         assert_eq!(out.events[0].event.cells.len(), 1);
         assert!(restrict_batch(&b, &HashMap::new()).is_none());
+    }
+
+    #[test]
+    fn dropped_columns_lose_the_cells_written_before_the_drop() {
+        let b = batch(
+            CqlType::Text,
+            vec![
+                // Written before `c` was dropped at 5: dead.
+                vec![
+                    CellChange {
+                        writetime_micros: 4,
+                        ..cell("c", CqlValue::Text("fake-old".into()))
+                    },
+                    cell("d", CqlValue::Int(1)),
+                ],
+                vec![cell("d", CqlValue::Int(2))],
+            ],
+        );
+        let dropped = BTreeMap::from([("c".to_owned(), 5_i64)]);
+        let (out, skipped) = without_dropped(&b, &dropped).unwrap_or_else(|| panic!("touched"));
+        assert!(out.shape.column("c").is_none(), "c leaves the shape");
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(out.events[0].event.cells.len(), 1);
+        assert!(
+            shape_without_dropped(&b.shape, &dropped)
+                .column("c")
+                .is_none()
+        );
+        assert!(
+            shape_without_dropped(&b.shape, &dropped)
+                .column("id")
+                .is_some()
+        );
+        // Re-added after the drop: a cell written after it keeps the column.
+        let b = batch(
+            CqlType::Text,
+            vec![vec![CellChange {
+                writetime_micros: 9,
+                ..cell("c", CqlValue::Text("fake-new".into()))
+            }]],
+        );
+        let (out, skipped) = without_dropped(&b, &dropped).unwrap_or_else(|| panic!("touched"));
+        assert!(out.shape.column("c").is_some());
+        assert!(skipped.is_empty());
+        assert!(without_dropped(&b, &BTreeMap::new()).is_none());
+    }
+
+    #[test]
+    fn renamed_key_columns_take_the_destination_name_once() {
+        let mut b = batch(CqlType::Text, vec![vec![], vec![]]);
+        b.shape.columns.push(ColumnDef {
+            name: "k_new".into(),
+            cql_type: CqlType::Int,
+            kind: ColumnKind::Clustering {
+                position: 0,
+                order: cdc_model::ClusteringOrder::Asc,
+            },
+        });
+        b.shape.columns.push(ColumnDef {
+            name: "k_old".into(),
+            cql_type: CqlType::Int,
+            kind: ColumnKind::Clustering {
+                position: 0,
+                order: cdc_model::ClusteringOrder::Asc,
+            },
+        });
+        b.events[0].event.clustering_key = vec![KeyColumn::new("k_new", CqlValue::Int(1))];
+        b.events[1].event.clustering_key = vec![KeyColumn::new("k_old", CqlValue::Int(2))];
+        let renames = KeyRenames::from([("k_new".to_owned(), "k_old".to_owned())]);
+        let out = rename_batch(&b, &renames);
+        let names: Vec<&str> = out
+            .shape
+            .clustering_key()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["k_old"]);
+        for e in &out.events {
+            assert_eq!(e.event.clustering_key[0].name, "k_old");
+        }
+    }
+
+    #[test]
+    fn a_batch_mixing_key_names_is_split_by_key() {
+        let asc = cdc_model::ClusteringOrder::Asc;
+        let mut b = batch(CqlType::Text, vec![vec![], vec![], vec![]]);
+        for name in ["k_old", "k_new"] {
+            b.shape.columns.push(ColumnDef {
+                name: name.into(),
+                cql_type: CqlType::Int,
+                kind: ColumnKind::Clustering {
+                    position: 0,
+                    order: asc,
+                },
+            });
+        }
+        b.events[0].event.clustering_key = vec![KeyColumn::new("k_old", CqlValue::Int(1))];
+        b.events[1].event.clustering_key = vec![KeyColumn::new("k_new", CqlValue::Int(2))];
+        b.events[2].event.clustering_key = vec![KeyColumn::new("k_old", CqlValue::Int(3))];
+        b.next_offsets = vec![crate::destination::NextOffset {
+            topic: "t".into(),
+            partition: 0,
+            next_offset: 3,
+        }];
+        let parts = split_by_key_names(&b).unwrap_or_else(|| panic!("split"));
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].1, vec![0, 2]);
+        assert_eq!(parts[1].1, vec![1]);
+        let keys = |p: &TableBatch| -> Vec<String> {
+            p.shape
+                .clustering_key()
+                .iter()
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        assert_eq!(keys(&parts[0].0), vec!["k_old"]);
+        assert_eq!(keys(&parts[1].0), vec!["k_new"]);
+        assert!(
+            parts[0].0.next_offsets.is_empty(),
+            "offsets only with the last part"
+        );
+        assert_eq!(parts[1].0.next_offsets, b.next_offsets);
+        // One key per position: nothing to split.
+        assert!(split_by_key_names(&parts[0].0).is_none());
     }
 }

@@ -15,6 +15,7 @@ pub use destination::{
 pub mod envelope;
 pub mod error;
 pub mod evolution;
+pub mod evolving;
 pub mod postgres;
 pub mod timescaledb;
 

@@ -1479,11 +1479,13 @@ impl<D: Destination> Worker<'_, D> {
                 }) => TableShape {
                     keyspace,
                     table,
+                    dropped: Default::default(),
                     columns: Vec::new(),
                 },
                 _ => TableShape {
                     keyspace: String::new(),
                     table: topic.to_owned(),
+                    dropped: Default::default(),
                     columns: Vec::new(),
                 },
             },
@@ -1504,8 +1506,11 @@ impl<D: Destination> Worker<'_, D> {
         };
         // Closed when this flush returns: the batch is written and its offsets stored.
         let _spans = write_spans(self.runner.destination.name(), &batch, &p.raws);
+        let mut batch = batch;
+        let mut raws = p.raws;
         if !batch.events.is_empty() {
             let dest = Arc::clone(&self.runner.destination);
+            let first_failure = now_ms();
             loop {
                 match self
                     .runner
@@ -1514,6 +1519,21 @@ impl<D: Destination> Worker<'_, D> {
                 {
                     Ok(()) => break,
                     Err(WriteFailure::Cancelled) => return Ok(()),
+                    Err(WriteFailure::Exhausted { error, retries })
+                        if dest.is_overloaded(&error) =>
+                    {
+                        // Refusing connections: the batch goes to the DLQ; its offsets are
+                        // stored (below) once the destination takes a write again.
+                        self.dead_letter_exhausted(
+                            &mut batch,
+                            &mut raws,
+                            &error,
+                            retries,
+                            first_failure,
+                        )
+                        .await?;
+                        break;
+                    }
                     Err(WriteFailure::Exhausted { .. }) => {
                         if !self.runner.wait_until_healthy(cancel).await {
                             return Ok(());
@@ -1536,9 +1556,9 @@ impl<D: Destination> Worker<'_, D> {
         }
         let partitions = batch.next_offsets.len();
         let committed = if self.runner.config.parallelism > 1 && partitions > 1 {
-            self.write_partition_groups(batch, p.raws, cancel).await?
+            self.write_partition_groups(batch, raws, cancel).await?
         } else {
-            self.write_converging(batch, p.raws, true, cancel).await?
+            self.write_converging(batch, raws, true, cancel).await?
         };
         if let Some(offsets) = committed {
             let kafka_offsets: Vec<PartitionOffset> = offsets
@@ -1678,30 +1698,28 @@ impl<D: Destination> Worker<'_, D> {
                 }
                 Err(WriteFailure::Exhausted { error, retries }) => {
                     // Down destination: wait for it (no dead letters). Reachable but still
-                    // failing: the batch's events go to the DLQ and the partition moves on.
-                    let healthy = self.runner.destination.check_health().await.is_ok();
+                    // failing, or refusing connections for lack of slots (overloaded): the
+                    // batch's events go to the DLQ and the partition moves on.
+                    let overloaded = self.runner.destination.is_overloaded(&error);
+                    let healthy =
+                        overloaded || self.runner.destination.check_health().await.is_ok();
+                    if overloaded {
+                        tracing::warn!(destination = dest.name(), error = %chain(&error), retries, events = batch.events.len(), "Destination refuses connections after every retry; dead-lettering the batch");
+                    }
                     if !healthy {
                         if !self.runner.wait_until_healthy(cancel).await {
                             return Ok(None);
                         }
                         continue;
                     }
-                    let message = chain(&error);
-                    for (be, raw) in batch.events.drain(..).zip(raws.drain(..)) {
-                        self.dead_letter(
-                            &raw,
-                            &be.source,
-                            Some(be.event.correlation_id.clone()),
-                            &message,
-                            FailureContext {
-                                class: ErrorClass::Retriable,
-                                retries,
-                                first_ms: first_failure,
-                            },
-                            PayloadFormat::Json,
-                        )
-                        .await?;
-                    }
+                    self.dead_letter_exhausted(
+                        &mut batch,
+                        &mut raws,
+                        &error,
+                        retries,
+                        first_failure,
+                    )
+                    .await?;
                 }
                 Err(WriteFailure::Fatal(e)) => {
                     self.runner
@@ -1716,6 +1734,35 @@ impl<D: Destination> Worker<'_, D> {
                 Err(WriteFailure::Cancelled) => return Ok(None),
             }
         }
+    }
+
+    /// Dead-letters every event of `batch` after a retriable `error` outlasted the retries (the
+    /// batch keeps its offsets, stored by the next write of it).
+    async fn dead_letter_exhausted(
+        &mut self,
+        batch: &mut TableBatch,
+        raws: &mut Vec<RawMessage>,
+        error: &D::Error,
+        retries: u32,
+        first_failure: i64,
+    ) -> Result<(), Error> {
+        let message = chain(error);
+        for (be, raw) in batch.events.drain(..).zip(raws.drain(..)) {
+            self.dead_letter(
+                &raw,
+                &be.source,
+                Some(be.event.correlation_id.clone()),
+                &message,
+                FailureContext {
+                    class: ErrorClass::Retriable,
+                    retries,
+                    first_ms: first_failure,
+                },
+                PayloadFormat::Json,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Writes the events of `batch` one by one (each with its own offset), then the batch's
@@ -1850,6 +1897,7 @@ mod backlog_tests {
             shape: TableShape {
                 keyspace: "ks".into(),
                 table: "t".into(),
+                dropped: Default::default(),
                 columns: Vec::new(),
             },
             events,

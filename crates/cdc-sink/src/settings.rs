@@ -14,6 +14,14 @@ use crate::postgres::PgSettings;
 use crate::runner::{RunnerConfig, Tuning};
 use crate::timescaledb::TimescaleOptions;
 
+/// The schema-evolution options of a sink block (`drop_columns`, `column_renames`).
+pub fn evolution_options<D>(sink: &SinkConfig<D>) -> crate::evolving::EvolutionOptions {
+    crate::evolving::EvolutionOptions {
+        drop_columns: sink.drop_columns,
+        column_renames: sink.column_renames.clone(),
+    }
+}
+
 /// The driver settings of a sink block.
 pub fn runner_config<D: DestinationKind>(
     sink: &SinkConfig<D>,

@@ -37,6 +37,7 @@ fn shape(keyspace: &str, table: &str) -> TableShape {
     TableShape {
         keyspace: keyspace.into(),
         table: table.into(),
+        dropped: Default::default(),
         columns: vec![
             col("id", CqlType::Int, ColumnKind::PartitionKey { position: 0 }),
             col("name", CqlType::Text, ColumnKind::Regular),

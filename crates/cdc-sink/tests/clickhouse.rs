@@ -8,6 +8,7 @@ use cdc_model::{
     CqlValue, Deletion, DeletionScope, KeyColumn, Liveness, Operation, SourceInfo, Ttl,
 };
 use cdc_sink::clickhouse::{ClickHouseDestination, ClickHouseSettings};
+use cdc_sink::evolving::{EvolutionOptions, EvolvingDestination};
 use cdc_sink::{
     BatchEvent, ColumnDef, Destination, NextOffset, SourceOffset, TableBatch, TableShape,
     WriteOutcome,
@@ -39,6 +40,7 @@ fn users_shape(keyspace: &str, table: &str) -> TableShape {
     TableShape {
         keyspace: keyspace.into(),
         table: table.into(),
+        dropped: Default::default(),
         columns: vec![
             col("id", "int", ColumnKind::PartitionKey { position: 0 }),
             col(
@@ -1473,6 +1475,189 @@ async fn counters_sum_the_newest_shard_of_each_counter_id() {
         );
     }
     f.drop().await;
+}
+
+async fn write_with<D: Destination>(dest: &D, batch: &TableBatch) {
+    dest.prepare_table(&batch.shape)
+        .await
+        .unwrap_or_else(|e| panic!("prepare: {e}"));
+    let outcome = dest.write_batch(GROUP, batch).await;
+    assert!(
+        matches!(outcome, Ok(WriteOutcome::Written { .. })),
+        "{outcome:?}"
+    );
+}
+
+fn evolving(
+    f: &Fixture,
+    drop_columns: bool,
+    column_renames: Vec<cdc_config::ColumnRename>,
+) -> EvolvingDestination<ClickHouseDestination> {
+    EvolvingDestination::new(
+        ClickHouseDestination::new(f.dest.settings().clone()),
+        &EvolutionOptions {
+            drop_columns,
+            column_renames,
+        },
+    )
+}
+
+/// `DROP COLUMN email` in Cassandra (docs/schema-evolution.md): with `drop_columns: true` the
+/// column and its bookkeeping columns leave the state table and the view before the first event
+/// of the newer schema, and a late event of the old schema does not bring it back; with
+/// `false` it is kept with its values.
+#[tokio::test]
+async fn drop_columns_on_drops_the_column_and_off_keeps_it() {
+    for on in [true, false] {
+        let f = Fixture::new(if on { "ch_drop_on" } else { "ch_drop_off" });
+        let dest = evolving(&f, on, Vec::new());
+        write_with(&dest, &f.batch(0, vec![f.insert(1, 0, T0)])).await;
+        let mut v2 = f.shape();
+        v2.columns.retain(|c| c.name != "email");
+        v2.dropped.insert("email".into(), T0 + 5);
+        let mut b = f.batch(1, vec![f.update_score(2, 0, 20, T0 + 10)]);
+        b.shape = v2;
+        write_with(&dest, &b).await;
+        let email_columns = |table: String| {
+            format!(
+                "SELECT count() FROM system.columns WHERE database = '{}' AND table = '{table}' \
+                 AND position(name, 'email') > 0",
+                f.keyspace
+            )
+        };
+        if on {
+            assert_eq!(
+                f.count(&email_columns(format!("_cdc_state_{}", f.table)))
+                    .await,
+                0
+            );
+            assert_eq!(f.count(&email_columns(f.table.clone())).await, 0);
+            // A late event of the old schema: its email cell is dead in Cassandra.
+            write_with(&dest, &f.batch(2, vec![f.insert(3, 0, T0 + 1)])).await;
+            assert_eq!(
+                f.count(&email_columns(format!("_cdc_state_{}", f.table)))
+                    .await,
+                0
+            );
+            assert_eq!(
+                f.text(&format!(
+                    "SELECT id, name, score FROM {} ORDER BY id",
+                    f.view()
+                ))
+                .await,
+                "1\tuser 1\t1\n2\t\\N\t20\n3\tuser 3\t3"
+            );
+        } else {
+            assert_eq!(
+                f.text(&format!("SELECT id, email FROM {} ORDER BY id", f.view()))
+                    .await,
+                "1\tfake.user1@example.test\n2\t\\N",
+                "drop_columns: false keeps the column with its values"
+            );
+        }
+        f.drop().await;
+    }
+}
+
+/// `ALTER TABLE … RENAME ck TO slot` (a clustering column) in Cassandra. ClickHouse cannot
+/// rename key columns: with `column_renames` the events carrying `slot` are written to `ck`
+/// (rows before and after the rename in one table); without a mapping the old state table is
+/// retired like on DROP + CREATE TABLE, replication continues in a fresh one, and late events
+/// with the old name are left out.
+#[tokio::test]
+async fn clustering_rename_is_mapped_when_configured_else_a_new_table() {
+    for mapped in [true, false] {
+        let f = Fixture::new(if mapped { "ch_ren_map" } else { "ch_ren_nomap" });
+        let renames = if mapped {
+            vec![cdc_config::ColumnRename {
+                table: format!("{}.{}", f.keyspace, f.table),
+                from: "ck".into(),
+                to: "slot".into(),
+            }]
+        } else {
+            Vec::new()
+        };
+        let dest = evolving(&f, false, renames);
+        write_with(
+            &dest,
+            &f.batch(0, vec![f.insert(1, 1, T0), f.insert(1, 2, T0)]),
+        )
+        .await;
+        let renamed = |mut e: ChangeEvent| {
+            for k in &mut e.clustering_key {
+                k.name = "slot".into();
+            }
+            e
+        };
+        let mut after = f.shape();
+        for c in &mut after.columns {
+            if c.name == "ck" {
+                c.name = "slot".into();
+            }
+        }
+        let mut b = f.batch(
+            2,
+            vec![
+                renamed(f.insert(1, 3, T0 + 10)),
+                renamed(f.update_score(1, 1, 100, T0 + 10)),
+            ],
+        );
+        b.shape = after.clone();
+        write_with(&dest, &b).await;
+        let retired = format!(
+            "SELECT count() FROM system.tables WHERE database = '{}' \
+             AND startsWith(name, '_cdc_state_{}__dropped_')",
+            f.keyspace, f.table
+        );
+        if mapped {
+            assert_eq!(
+                f.text(&format!("SELECT ck, score FROM {} ORDER BY ck", f.view()))
+                    .await,
+                "1\t100\n2\t1\n3\t1"
+            );
+            assert_eq!(
+                f.count(&format!(
+                    "SELECT count() FROM system.columns WHERE database = '{}' AND name = 'slot'",
+                    f.keyspace
+                ))
+                .await,
+                0
+            );
+            assert_eq!(f.count(&retired).await, 0);
+        } else {
+            assert_eq!(
+                f.text(&format!(
+                    "SELECT slot, score FROM {} ORDER BY slot",
+                    f.view()
+                ))
+                .await,
+                "1\t100\n3\t1"
+            );
+            assert_eq!(
+                f.count(&retired).await,
+                1,
+                "the old state table is kept aside"
+            );
+            // A late event with the old name: left out, nothing retired again.
+            write_with(&dest, &f.batch(4, vec![f.insert(1, 5, T0 + 2)])).await;
+            // A batch mixing both names: split by key, the old-name event left out.
+            let mut b = f.batch(
+                5,
+                vec![f.insert(1, 7, T0 + 3), renamed(f.insert(1, 6, T0 + 20))],
+            );
+            let mut mixed = f.shape();
+            mixed.merge(&after);
+            b.shape = mixed;
+            write_with(&dest, &b).await;
+            assert_eq!(
+                f.text(&format!("SELECT slot FROM {} ORDER BY slot", f.view()))
+                    .await,
+                "1\n3\n6"
+            );
+            assert_eq!(f.count(&retired).await, 1);
+        }
+        f.drop().await;
+    }
 }
 
 #[path = "common/mod.rs"]

@@ -25,6 +25,7 @@ fn shape(keyspace: &str) -> TableShape {
     TableShape {
         keyspace: keyspace.into(),
         table: "t".into(),
+        dropped: Default::default(),
         columns: vec![
             col("id", CqlType::Int, ColumnKind::PartitionKey { position: 0 }),
             col("name", CqlType::Text, ColumnKind::Regular),

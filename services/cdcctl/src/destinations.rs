@@ -6,6 +6,7 @@
 //! [`crate::canon::from_text`] understands (epoch numbers for times, hex for bytes, JSON for
 //! collections), so values from each side compare in one form. Read-only: nothing here writes.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
@@ -110,6 +111,9 @@ enum Conn {
 pub struct Destination {
     pub kind: DestKind,
     conn: Conn,
+    /// The sink's `column_renames`: (`keyspace.table`, name after the rename) → the destination's
+    /// column (the name before it).
+    renames: BTreeMap<(String, String), String>,
 }
 
 impl std::fmt::Debug for Destination {
@@ -226,6 +230,29 @@ impl Destination {
                 kind.name()
             )
         };
+        let renames_of = |list: &[cdc_config::ColumnRename]| {
+            list.iter()
+                .map(|r| ((r.table.clone(), r.to.clone()), r.from.clone()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let renames = match kind {
+            DestKind::Postgres => config
+                .sinks
+                .postgres
+                .as_ref()
+                .map(|d| renames_of(&d.column_renames)),
+            DestKind::Timescaledb => config
+                .sinks
+                .timescaledb
+                .as_ref()
+                .map(|d| renames_of(&d.column_renames)),
+            DestKind::Clickhouse => config
+                .sinks
+                .clickhouse
+                .as_ref()
+                .map(|d| renames_of(&d.column_renames)),
+        }
+        .unwrap_or_default();
         let conn = match kind {
             DestKind::Postgres => {
                 let d = config.sinks.postgres.as_ref().ok_or_else(missing)?;
@@ -272,7 +299,19 @@ impl Destination {
                 }
             }
         };
-        Ok(Destination { kind, conn })
+        Ok(Destination {
+            kind,
+            conn,
+            renames,
+        })
+    }
+
+    /// The destination's column for Cassandra's `column` of `keyspace.table`: the name before
+    /// a rename listed in the sink's `column_renames`, else `column` itself.
+    pub fn column_name<'a>(&'a self, keyspace: &str, table: &str, column: &'a str) -> &'a str {
+        self.renames
+            .get(&(format!("{keyspace}.{table}"), column.to_owned()))
+            .map_or(column, String::as_str)
     }
 
     /// `<prefix>keyspace` for ClickHouse, the schema name otherwise.

@@ -461,7 +461,9 @@ impl Verifier {
         // Per schema column: index into the select list, and whether it is typed.
         let mut slot: Vec<Option<(usize, bool)>> = Vec::new();
         for c in &plan.masked.columns {
-            match view.iter().find(|v| v.name == c.name) {
+            // A renamed key column listed in the sink's column_renames keeps its old name there.
+            let name = dest.column_name(ks, tb, &c.name);
+            match view.iter().find(|v| v.name == name) {
                 None => {
                     notes.push(format!(
                         "column {} is missing from {} (read as null)",
@@ -473,7 +475,7 @@ impl Verifier {
                 Some(v) if type_matches(dest.kind, &v.type_name, &c.cql_type) => {
                     slot.push(Some((selects.len(), true)));
                     selects.push(Select::Typed {
-                        column: c.name.clone(),
+                        column: name.to_owned(),
                         cql_type: c.cql_type.clone(),
                     });
                 }
@@ -487,7 +489,7 @@ impl Verifier {
                     ));
                     slot.push(Some((selects.len(), false)));
                     selects.push(Select::Text {
-                        column: c.name.clone(),
+                        column: name.to_owned(),
                     });
                 }
             }

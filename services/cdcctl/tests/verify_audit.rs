@@ -266,6 +266,7 @@ impl Sinks {
         let shape = TableShape {
             keyspace: schema.keyspace.clone(),
             table: schema.table.clone(),
+            dropped: Default::default(),
             columns: masked[0]
                 .schema
                 .columns

@@ -35,6 +35,10 @@ async fn main() -> anyhow::Result<()> {
     let settings = ClickHouseSettings::from_config(&sink.destination, &secrets).await?;
     let kafka = cdc_kafka::settings_from_config(&config.kafka, "sink-clickhouse", &secrets).await?;
     let destination = ClickHouseDestination::new(settings).with_auto_migrate(sink.auto_migrate);
+    let destination = cdc_sink::evolving::EvolvingDestination::new(
+        destination,
+        &cdc_sink::settings::evolution_options(&sink),
+    );
     let runner = cdc_sink::settings::runner_config(&sink, &config.kafka);
     cdc_sink::service::serve_with_config_file(
         &args.config,

@@ -43,6 +43,10 @@ async fn main() -> anyhow::Result<()> {
         cdc_kafka::settings_from_config(&config.kafka, "sink-timescaledb", &secrets).await?;
     let destination = cdc_sink::timescaledb::timescale_destination(&pg, &options)?
         .with_auto_migrate(sink.auto_migrate);
+    let destination = cdc_sink::evolving::EvolvingDestination::new(
+        destination,
+        &cdc_sink::settings::evolution_options(&sink),
+    );
     let runner = cdc_sink::settings::runner_config(&sink, &config.kafka);
     cdc_sink::service::serve_with_config_file(
         &args.config,

@@ -591,16 +591,7 @@ pub fn add_columns_sql(layout: &TableLayout, new: &[&ValueCol]) -> Option<String
 /// `cdc:archived:<n>:<column>[:multi]` (so [`TableLayout::from_columns`] leaves it out of the
 /// view and the inserts).
 pub fn archive_column_sql(layout: &TableLayout, v: &ValueCol, n: u32) -> Vec<String> {
-    let storage = if v.multi.is_some() {
-        vec![v.name.clone(), cd_col(&v.name), el_col(&v.name)]
-    } else {
-        vec![
-            v.name.clone(),
-            wt_col(&v.name),
-            st_col(&v.name),
-            exp_col(&v.name),
-        ]
-    };
+    let storage = storage_columns(v);
     let renames: Vec<String> = storage
         .iter()
         .map(|c| format!("RENAME COLUMN {} TO {}", q(c), q(&archive_name(n, c))))
@@ -619,6 +610,31 @@ pub fn archive_column_sql(layout: &TableLayout, v: &ValueCol, n: u32) -> Vec<Str
             v.name.replace('\'', "")
         ),
     ]
+}
+
+/// The state-table columns holding value column `v`: the value and its bookkeeping columns.
+fn storage_columns(v: &ValueCol) -> Vec<String> {
+    if v.multi.is_some() {
+        vec![v.name.clone(), cd_col(&v.name), el_col(&v.name)]
+    } else {
+        vec![
+            v.name.clone(),
+            wt_col(&v.name),
+            st_col(&v.name),
+            exp_col(&v.name),
+        ]
+    }
+}
+
+/// `ALTER TABLE … DROP COLUMN IF EXISTS` for the value columns `gone` and their bookkeeping
+/// columns (`drop_columns: true`).
+pub fn drop_columns_sql(layout: &TableLayout, gone: &[&ValueCol]) -> String {
+    let drops: Vec<String> = gone
+        .iter()
+        .flat_map(|v| storage_columns(v))
+        .map(|c| format!("DROP COLUMN IF EXISTS {}", q(&c)))
+        .collect();
+    format!("ALTER TABLE {} {}", layout.state_table(), drops.join(", "))
 }
 
 /// `CREATE TABLE IF NOT EXISTS` for the offsets table.

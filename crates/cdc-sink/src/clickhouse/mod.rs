@@ -585,6 +585,81 @@ impl ClickHouseDestination {
                     .await?;
                 newest
             }
+            Some(cur) if cur == newest && ids.len() == 1 && self.key_renamed(shape).await? => {
+                // A primary-key column renamed in Cassandra without a `column_renames` mapping
+                // (ClickHouse cannot rename key columns): like DROP + CREATE TABLE.
+                let key_names = |l: &TableLayout| {
+                    l.partition_key
+                        .iter()
+                        .chain(&l.clustering_key)
+                        .map(|k| k.name.clone())
+                        .collect::<Vec<_>>()
+                };
+                let wanted = key_names(&TableLayout::from_shape(&database, shape));
+                let prefix = format!("{state}__dropped_");
+                let retired: Vec<String> = self
+                    .timed(
+                        "read tables",
+                        &relation,
+                        self.client
+                            .query(
+                                "SELECT name FROM system.tables WHERE database = ? \
+                                 AND startsWith(name, ?)",
+                            )
+                            .bind(&database)
+                            .bind(&prefix)
+                            .fetch_all::<String>(),
+                    )
+                    .await?;
+                let mut late = false;
+                for name in &retired {
+                    let Some(t) = name.strip_prefix(&ddl::state_table_name("")) else {
+                        continue;
+                    };
+                    if let Some(l) = self.read_layout(&database, t).await?
+                        && key_names(&l) == wanted
+                    {
+                        late = true;
+                    }
+                }
+                if late {
+                    drop(ids_cache);
+                    tracing::info!(
+                        destination = "clickhouse",
+                        table = %format!("{}.{}", shape.keyspace, shape.table),
+                        events = batch.events.len(),
+                        "Events with the primary-key column names from before a rename left \
+                         out (the state table they belong to was retired)"
+                    );
+                    let mut none = batch.clone();
+                    none.events.clear();
+                    return Ok(Some((none, Vec::new())));
+                }
+                let tag = uuid::Uuid::new_v4().simple().to_string();
+                let retired_name = format!("{prefix}{}", &tag[..8]);
+                self.execute(
+                    "retire table",
+                    &relation,
+                    &format!(
+                        "RENAME TABLE {state_q} TO {}.{}",
+                        cdc_typemap::clickhouse::quote_ident(&database),
+                        cdc_typemap::clickhouse::quote_ident(&retired_name)
+                    ),
+                )
+                .await?;
+                tracing::warn!(
+                    destination = "clickhouse",
+                    table = %format!("{}.{}", shape.keyspace, shape.table),
+                    retired_to = %retired_name,
+                    "Primary-key column renamed in Cassandra and not in column_renames: the old \
+                     state table moved aside, a new one created"
+                );
+                self.forget(shape).await;
+                self.prepare(shape).await?;
+                self.execute("comment table", &relation, &claim(newest))
+                    .await?;
+                newest
+            }
             Some(cur) => cur,
         };
         ids_cache.insert(key, Some(keep));
@@ -662,6 +737,30 @@ impl ClickHouseDestination {
         Ok(())
     }
 
+    /// True when the state table's primary-key column names differ from `shape`'s.
+    async fn key_renamed(&self, shape: &TableShape) -> Result<bool, Error> {
+        let database = self.settings.database(&shape.keyspace);
+        let cached = self
+            .layouts
+            .lock()
+            .await
+            .get(&(database.clone(), shape.table.clone()))
+            .cloned();
+        let current = match cached {
+            Some(l) => l,
+            None => match self.read_layout(&database, &shape.table).await? {
+                Some(l) => l,
+                None => return Ok(false),
+            },
+        };
+        let wanted = TableLayout::from_shape(&database, shape);
+        let names = |k: &[ddl::KeyCol]| k.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        Ok(
+            names(&current.partition_key) != names(&wanted.partition_key)
+                || names(&current.clustering_key) != names(&wanted.clustering_key),
+        )
+    }
+
     async fn forget(&self, shape: &TableShape) {
         let database = self.settings.database(&shape.keyspace);
         self.layouts
@@ -704,6 +803,46 @@ impl Destination for ClickHouseDestination {
 
     async fn prepare_table(&self, shape: &TableShape) -> Result<(), Error> {
         self.prepare(shape).await.map(|_| ())
+    }
+
+    async fn drop_columns(
+        &self,
+        keyspace: &str,
+        table: &str,
+        columns: &[String],
+    ) -> Result<(), Error> {
+        let database = self.settings.database(keyspace);
+        let key = (database.clone(), table.to_owned());
+        let mut layouts = self.layouts.lock().await;
+        let current = match layouts.get(&key) {
+            Some(l) => l.clone(),
+            None => match self.read_layout(&database, table).await? {
+                Some(l) => l,
+                None => return Ok(()),
+            },
+        };
+        let gone: Vec<&ddl::ValueCol> = current
+            .values
+            .iter()
+            .filter(|v| columns.contains(&v.name))
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let relation = current.relation();
+        let mut next = current.clone();
+        next.values.retain(|v| !columns.contains(&v.name));
+        // The view first, so that it never reads a column that is gone.
+        self.execute("create view", &relation, &ddl::create_view_sql(&next))
+            .await?;
+        self.execute(
+            "drop columns",
+            &relation,
+            &ddl::drop_columns_sql(&current, &gone),
+        )
+        .await?;
+        layouts.insert(key, next);
+        Ok(())
     }
 
     async fn load_offsets(

@@ -618,6 +618,7 @@ mod tests {
         TableShape {
             keyspace: "ks".into(),
             table: "t".into(),
+            dropped: Default::default(),
             columns: vec![
                 col("id", CqlType::Int, ColumnKind::PartitionKey { position: 0 }),
                 col(

@@ -480,6 +480,7 @@ mod tests {
         TableShape {
             keyspace: "ks".into(),
             table: "t".into(),
+            dropped: Default::default(),
             columns: vec![
                 ColumnDef {
                     name: "id".into(),

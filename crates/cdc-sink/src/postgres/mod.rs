@@ -536,6 +536,15 @@ impl PostgresDestination {
             (None, true) => Some(uuid::Uuid::nil()),
             (c, _) => c,
         };
+        // Same incarnation, other primary-key column names: a key column renamed in Cassandra
+        // without a `column_renames` mapping, handled like DROP + CREATE TABLE.
+        if let Some(k) = &known
+            && k.key_mismatch
+            && k.table_id == Some(newest)
+            && ids.len() == 1
+        {
+            return self.retire_for_key_rename(batch, newest).await;
+        }
         let keep = match current {
             None => {
                 if self.known(shape).is_some() {
@@ -611,6 +620,106 @@ impl PostgresDestination {
             );
         }
         Ok(filtered)
+    }
+
+    /// The primary-key column names of `relation` (empty when it does not exist).
+    async fn primary_key_of(
+        tx: &Transaction<'_>,
+        relation: &str,
+    ) -> Result<std::collections::BTreeSet<String>, Error> {
+        let rows = tx
+            .query(
+                "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a \
+                 ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+                 WHERE i.indrelid = to_regclass($1) AND i.indisprimary",
+                &[&relation],
+            )
+            .await
+            .map_err(pg("describe", relation))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// A primary-key column renamed in Cassandra without a mapping (the events' key column
+    /// names differ from the tables', the table id is the same). Events whose key is the one
+    /// of relations already retired for this table are late events of the old schema and are
+    /// left out; otherwise the tables are retired (like DROP + CREATE TABLE, under a fresh
+    /// suffix since the table id did not change) and fresh ones created for the batch's shape.
+    async fn retire_for_key_rename(
+        &self,
+        batch: &TableBatch,
+        id: uuid::Uuid,
+    ) -> Result<Option<(TableBatch, Vec<usize>)>, Error> {
+        let shape = &batch.shape;
+        let state = state_table(&shape.keyspace, &shape.table);
+        let wanted: std::collections::BTreeSet<String> = shape
+            .partition_key()
+            .into_iter()
+            .chain(shape.clustering_key())
+            .map(|c| c.name.clone())
+            .collect();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg("begin", &state))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('cdc_sink_ddl'))",
+            &[],
+        )
+        .await
+        .map_err(pg("lock", &state))?;
+        let existing = Self::primary_key_of(&tx, &state).await?;
+        // `<ks>_dropped_` as `ddl::retired_schema` spells it (without the 8 hex).
+        let mut retired_prefix = ddl::retired_schema(&shape.keyspace, uuid::Uuid::nil());
+        retired_prefix.truncate(retired_prefix.len() - 8);
+        let retired_rows = tx
+            .query(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relname = $1 AND starts_with(n.nspname, $2)",
+                &[&format!("{}_state", shape.table), &retired_prefix],
+            )
+            .await
+            .map_err(pg("describe", &state))?;
+        let mut late = false;
+        for r in &retired_rows {
+            let rel: String = r.get(0);
+            if Self::primary_key_of(&tx, &rel).await? == wanted {
+                late = true;
+            }
+        }
+        let retire = !late && existing != wanted;
+        let tag = uuid::Uuid::new_v4();
+        if retire {
+            for s in ddl::retire_statements(&shape.keyspace, &shape.table, tag) {
+                tx.batch_execute(&s).await.map_err(pg("retire", &state))?;
+            }
+        }
+        tx.commit().await.map_err(pg("commit", &state))?;
+        if late {
+            tracing::info!(
+                destination = %self.name,
+                table = %format!("{}.{}", shape.keyspace, shape.table),
+                events = batch.events.len(),
+                "Events with the primary-key column names from before a rename left out (the \
+                 relations they belong to were retired)"
+            );
+            let mut none = batch.clone();
+            none.events.clear();
+            return Ok(Some((none, Vec::new())));
+        }
+        if retire {
+            tracing::warn!(
+                destination = %self.name,
+                table = %format!("{}.{}", shape.keyspace, shape.table),
+                retired_to = %ddl::retired_schema(&shape.keyspace, tag),
+                "Primary-key column renamed in Cassandra and not in column_renames: the old \
+                 tables moved aside, new ones created"
+            );
+        }
+        if let Ok(mut known) = self.known.lock() {
+            known.remove(&(shape.keyspace.clone(), shape.table.clone()));
+        }
+        self.ensure_table(shape).await?;
+        self.claim(shape, id).await?;
+        Ok(None)
     }
 
     async fn apply(&self, group: &str, batch: &TableBatch) -> Result<WriteOutcome, Error> {
@@ -984,6 +1093,61 @@ impl Destination for PostgresDestination {
         self.ensure_table(shape).await
     }
 
+    async fn drop_columns(
+        &self,
+        keyspace: &str,
+        table: &str,
+        columns: &[String],
+    ) -> Result<(), Error> {
+        let state = state_table(keyspace, table);
+        let mut relations = vec![
+            (state.clone(), true),
+            (naming::static_table(keyspace, table), true),
+        ];
+        if self.changes.enabled {
+            relations.push((changes_table(keyspace, table), false));
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg("begin", &state))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('cdc_sink_ddl'))",
+            &[],
+        )
+        .await
+        .map_err(pg("lock", &state))?;
+        // The view reads the columns: dropped here, rebuilt by the next `ensure_table`.
+        let view = naming::live_view(keyspace, table);
+        tx.batch_execute(&format!("DROP VIEW IF EXISTS {view}"))
+            .await
+            .map_err(pg("drop view", &view))?;
+        for (relation, bookkeeping) in &relations {
+            let rows = tx
+                .query(
+                    "SELECT a.attname::text FROM pg_attribute a \
+                     WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                    &[relation],
+                )
+                .await
+                .map_err(pg("describe", relation))?;
+            let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            for c in columns {
+                for s in ddl::storage_columns(c, *bookkeeping, &names) {
+                    tx.batch_execute(&format!(
+                        "ALTER TABLE {relation} DROP COLUMN IF EXISTS {}",
+                        ident(&s)
+                    ))
+                    .await
+                    .map_err(pg("drop column", relation))?;
+                }
+            }
+        }
+        tx.commit().await.map_err(pg("commit", &state))?;
+        if let Ok(mut known) = self.known.lock() {
+            known.remove(&(keyspace.to_owned(), table.to_owned()));
+        }
+        Ok(())
+    }
+
     async fn load_offsets(
         &self,
         group: &str,
@@ -1022,5 +1186,9 @@ impl Destination for PostgresDestination {
 
     fn classify(&self, error: &Error) -> ErrorClass {
         error.class()
+    }
+
+    fn is_overloaded(&self, error: &Error) -> bool {
+        error.is_overloaded()
     }
 }

@@ -156,6 +156,7 @@ mod tests {
         TableShape {
             keyspace: "ks".into(),
             table: "t".into(),
+            dropped: Default::default(),
             columns: vec![
                 col("id", CqlType::Int, ColumnKind::PartitionKey { position: 0 }),
                 col(

@@ -96,6 +96,7 @@ pub fn shape_of(schema: &TableSchema) -> TableShape {
     TableShape {
         keyspace: schema.keyspace.clone(),
         table: schema.table.clone(),
+        dropped: Default::default(),
         columns: schema
             .columns
             .iter()
