@@ -282,8 +282,7 @@ pub trait Destination: Send + Sync + 'static {
     /// True when a retriable `error` means the destination answered but refused the work for
     /// lack of resources (PostgreSQL/TimescaleDB: too many connections). After the retries such
     /// a batch goes to the DLQ instead of pausing the consumer until the destination is healthy,
-    /// which is what an unreachable destination gets. Default: never.
-    fn is_overloaded(&self, _error: &Self::Error) -> bool {
-        false
-    }
+    /// which is what an unreachable destination gets. Required (no default), so that a wrapper
+    /// cannot silently hide it from the runner.
+    fn is_overloaded(&self, error: &Self::Error) -> bool;
 }

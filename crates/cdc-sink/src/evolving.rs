@@ -247,4 +247,8 @@ impl<D: Destination> Destination for EvolvingDestination<D> {
     fn classify(&self, error: &Self::Error) -> ErrorClass {
         self.inner.classify(error)
     }
+
+    fn is_overloaded(&self, error: &Self::Error) -> bool {
+        self.inner.is_overloaded(error)
+    }
 }

@@ -937,4 +937,10 @@ impl Destination for ClickHouseDestination {
     fn classify(&self, error: &Error) -> ErrorClass {
         error.class()
     }
+
+    /// ClickHouse answers over HTTP without a connection limit of the PostgreSQL kind; its
+    /// overload errors (too many simultaneous queries) are waited out like an outage.
+    fn is_overloaded(&self, _error: &Error) -> bool {
+        false
+    }
 }

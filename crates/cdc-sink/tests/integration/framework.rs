@@ -82,6 +82,10 @@ impl Destination for MemoryDestination {
     fn classify(&self, _error: &Down) -> ErrorClass {
         ErrorClass::Retriable
     }
+
+    fn is_overloaded(&self, _error: &Down) -> bool {
+        false
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
