@@ -56,6 +56,37 @@ async fn cql(session: &Session, q: &str) {
         .unwrap_or_else(|e| panic!("schema agreement after {q}: {e}"));
 }
 
+/// `CREATE KEYSPACE IF NOT EXISTS ks` (SimpleStrategy, one replica).
+async fn create_keyspace(session: &Session, ks: &str) {
+    cql(
+        session,
+        &format!(
+            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
+             {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+        ),
+    )
+    .await;
+}
+
+/// The process id of every service now (compared by [`assert_no_restarts`] at the end).
+fn service_pids(pipeline: &RunningPipeline) -> Vec<(Service, Option<u32>)> {
+    Service::ALL
+        .iter()
+        .map(|s| (*s, pipeline.pid(*s)))
+        .collect()
+}
+
+/// Every service still runs with the process id it had in `pids`.
+fn assert_no_restarts(pipeline: &RunningPipeline, pids: &[(Service, Option<u32>)]) {
+    for (service, pid) in pids {
+        assert_eq!(
+            pipeline.pid(*service),
+            *pid,
+            "{service:?} was restarted or died"
+        );
+    }
+}
+
 /// Which columns the writer sets; advanced by the test between schema changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u32)]
@@ -255,24 +286,14 @@ async fn schema_changes_under_load_replicate_without_restarts() {
     let env = StackEnv::load();
     let ks = cdc_testkit::unique_name("e2e_evo");
     let session = Arc::new(cassandra(&env).await);
-    cql(
-        &session,
-        &format!(
-            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
-             {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-        ),
-    )
-    .await;
+    create_keyspace(&session, &ks).await;
     cql(
         &session,
         &format!("CREATE TABLE {ks}.{T} (id int PRIMARY KEY, a text, n int, ts timestamp) WITH cdc = true"),
     )
     .await;
     let pipeline = RunningPipeline::start(&env, PipelineSpec::new("evo", [ks.clone()])).await;
-    let pids: Vec<(Service, Option<u32>)> = Service::ALL
-        .iter()
-        .map(|s| (*s, pipeline.pid(*s)))
-        .collect();
+    let pids = service_pids(&pipeline);
     assert!(
         pids.iter().all(|(_, p)| p.is_some()),
         "every service runs: {pids:?}"
@@ -459,14 +480,7 @@ async fn auto_migrate_off_skips_new_columns_with_a_warning() {
     let ks = cdc_testkit::unique_name("e2e_evo_off");
     let table = "fixed";
     let session = Arc::new(cassandra(&env).await);
-    cql(
-        &session,
-        &format!(
-            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
-             {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-        ),
-    )
-    .await;
+    create_keyspace(&session, &ks).await;
     cql(
         &session,
         &format!("CREATE TABLE {ks}.{table} (id int PRIMARY KEY, a text) WITH cdc = true"),
@@ -480,10 +494,7 @@ async fn auto_migrate_off_skips_new_columns_with_a_warning() {
             .set("sinks.timescaledb.auto_migrate", false),
     )
     .await;
-    let pids: Vec<(Service, Option<u32>)> = Service::ALL
-        .iter()
-        .map(|s| (*s, pipeline.pid(*s)))
-        .collect();
+    let pids = service_pids(&pipeline);
     let wh = Warehouses::connect(&env).await;
     for id in 0..100 {
         cql(
@@ -537,13 +548,7 @@ async fn auto_migrate_off_skips_new_columns_with_a_warning() {
             pipeline.log_tail(d.service(), 20)
         );
     }
-    for (service, pid) in &pids {
-        assert_eq!(
-            pipeline.pid(*service),
-            *pid,
-            "{service:?} was restarted or died"
-        );
-    }
+    assert_no_restarts(&pipeline, &pids);
     cql(&session, &format!("DROP KEYSPACE {ks}")).await;
 }
 
@@ -553,14 +558,7 @@ async fn drop_columns_on_drops_the_column_everywhere_under_load() {
     let ks = cdc_testkit::unique_name("e2e_evo_drop");
     let table = "dropper";
     let session = Arc::new(cassandra(&env).await);
-    cql(
-        &session,
-        &format!(
-            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
-             {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-        ),
-    )
-    .await;
+    create_keyspace(&session, &ks).await;
     cql(
         &session,
         &format!(
@@ -576,10 +574,7 @@ async fn drop_columns_on_drops_the_column_everywhere_under_load() {
             .set("sinks.timescaledb.drop_columns", true),
     )
     .await;
-    let pids: Vec<(Service, Option<u32>)> = Service::ALL
-        .iter()
-        .map(|s| (*s, pipeline.pid(*s)))
-        .collect();
+    let pids = service_pids(&pipeline);
     let wh = Warehouses::connect(&env).await;
     for id in 0..100 {
         cql(
@@ -651,13 +646,7 @@ async fn drop_columns_on_drops_the_column_everywhere_under_load() {
         }
     }
     assert_verify_clean(&pipeline, &ks).await;
-    for (service, pid) in &pids {
-        assert_eq!(
-            pipeline.pid(*service),
-            *pid,
-            "{service:?} was restarted or died"
-        );
-    }
+    assert_no_restarts(&pipeline, &pids);
     cql(&session, &format!("DROP KEYSPACE {ks}")).await;
 }
 
@@ -667,14 +656,7 @@ async fn mapped_clustering_rename_keeps_the_destination_column_under_load() {
     let ks = cdc_testkit::unique_name("e2e_evo_rename");
     let table = "renamed";
     let session = Arc::new(cassandra(&env).await);
-    cql(
-        &session,
-        &format!(
-            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
-             {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-        ),
-    )
-    .await;
+    create_keyspace(&session, &ks).await;
     cql(
         &session,
         &format!(
@@ -694,10 +676,7 @@ async fn mapped_clustering_rename_keeps_the_destination_column_under_load() {
             .set("sinks.timescaledb.column_renames", renames),
     )
     .await;
-    let pids: Vec<(Service, Option<u32>)> = Service::ALL
-        .iter()
-        .map(|s| (*s, pipeline.pid(*s)))
-        .collect();
+    let pids = service_pids(&pipeline);
     let wh = Warehouses::connect(&env).await;
     for id in 0..50 {
         cql(
@@ -775,12 +754,6 @@ async fn mapped_clustering_rename_keeps_the_destination_column_under_load() {
         );
     }
     assert_verify_clean(&pipeline, &ks).await;
-    for (service, pid) in &pids {
-        assert_eq!(
-            pipeline.pid(*service),
-            *pid,
-            "{service:?} was restarted or died"
-        );
-    }
+    assert_no_restarts(&pipeline, &pids);
     cql(&session, &format!("DROP KEYSPACE {ks}")).await;
 }
