@@ -15,6 +15,7 @@
 
 mod admin;
 mod client_log;
+mod consume_pacing;
 mod consumer;
 mod error;
 mod from_config;
@@ -28,6 +29,7 @@ pub use admin::{
     ConfigDrift, EnsureOutcome, PartitionDescription, PartitionWatermarks, TopicAdmin,
     TopicDescription,
 };
+pub use consume_pacing::{ConsumeErrorPacer, ErrorPace};
 pub use consumer::{
     GroupMetadata, InboundMessage, ReadCommittedConsumer, RebalanceEvent, RebalanceEvents,
 };

@@ -770,12 +770,6 @@ fn split_by_partition(
     out
 }
 
-/// Pause after the n-th consecutive consume error: 50 ms doubling, at most 5 s.
-fn consume_pause(consecutive: u32) -> Duration {
-    let ms = 50u64.saturating_mul(1u64 << consecutive.saturating_sub(1).min(16));
-    Duration::from_millis(ms.min(5_000))
-}
-
 /// Per-run state of the driver.
 struct Worker<'r, D: Destination> {
     runner: &'r SinkRunner<D>,
@@ -806,7 +800,7 @@ impl<D: Destination> Worker<'_, D> {
     ) -> Result<(), Error> {
         // Consecutive consume errors (Kafka unreachable): paced so a broker outage neither
         // spins nor floods the log.
-        let mut consume_failures: u32 = 0;
+        let mut consume_errors = cdc_kafka::ConsumeErrorPacer::new();
         loop {
             // Read each turn: a reload may change it.
             let linger = Duration::from_millis(self.runner.batch_config().linger_ms);
@@ -848,20 +842,24 @@ impl<D: Destination> Worker<'_, D> {
                     }
                 }
                 Step::Message(Ok(m)) => {
-                    consume_failures = 0;
+                    consume_errors.on_message();
                     self.on_message(m, cancel).await?;
                 }
                 Step::Message(Err(e)) => {
                     let class = e.class();
-                    consume_failures = consume_failures.saturating_add(1);
-                    let pause = consume_pause(consume_failures);
-                    tracing::warn!(
-                        error = %chain(&e),
-                        error_class = class.as_str(),
-                        consecutive = consume_failures,
-                        pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
-                        "Kafka consume failed"
-                    );
+                    // Stale errors queued during a Kafka outage are drained quickly; the log
+                    // line backs off instead (see `cdc_kafka::ConsumeErrorPacer`).
+                    let pace = consume_errors.on_error(Instant::now());
+                    let pause = pace.pause;
+                    if let Some(not_logged) = pace.log {
+                        tracing::warn!(
+                            error = %chain(&e),
+                            error_class = class.as_str(),
+                            consecutive = pace.consecutive,
+                            not_logged,
+                            "Kafka consume failed"
+                        );
+                    }
                     if class == cdc_kafka::ErrorClass::Fatal {
                         self.runner
                             .health
@@ -1950,13 +1948,6 @@ mod backlog_tests {
             headers: Vec::new(),
         }];
         assert_eq!(split_by_partition(one, raws, 8).len(), 1);
-    }
-
-    #[test]
-    fn consume_pause_backs_off_to_five_seconds() {
-        let ms: Vec<u128> = (1..=9).map(|n| consume_pause(n).as_millis()).collect();
-        assert_eq!(ms, vec![50, 100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000]);
-        assert_eq!(consume_pause(u32::MAX).as_millis(), 5_000);
     }
 
     #[test]

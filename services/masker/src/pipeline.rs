@@ -209,6 +209,7 @@ impl Pipeline {
         // Next offset to read per partition, for the backlog gauge (refreshed every few seconds).
         let mut positions: BTreeMap<(String, i32), i64> = BTreeMap::new();
         let mut backlog_checked = Instant::now();
+        let mut consume_errors = cdc_kafka::ConsumeErrorPacer::new();
         loop {
             if *pause.borrow() {
                 self.hold(&mut pause, &cancel).await?;
@@ -218,7 +219,7 @@ impl Pipeline {
             }
             let batch = tokio::select! {
                 () = cancel.cancelled() => break,
-                b = self.collect(&cancel, &mut pause) => b?,
+                b = self.collect(&cancel, &mut pause, &mut consume_errors) => b?,
             };
             let batch = self.drop_revoked(batch);
             if batch.is_empty() {
@@ -350,6 +351,7 @@ impl Pipeline {
         &mut self,
         cancel: &CancellationToken,
         pause: &mut watch::Receiver<bool>,
+        errors: &mut cdc_kafka::ConsumeErrorPacer,
     ) -> Result<Vec<InboundMessage>, Error> {
         let mut batch = Vec::new();
         let first = tokio::select! {
@@ -364,8 +366,11 @@ impl Pipeline {
             }
         };
         match first {
-            Ok(first) => batch.push(first),
-            Err(e) => return self.consume_error(e.into(), batch).await,
+            Ok(first) => {
+                errors.on_message();
+                batch.push(first);
+            }
+            Err(e) => return self.consume_error(e.into(), batch, errors).await,
         }
         let deadline = tokio::time::Instant::now() + self.options.batch_linger;
         while batch.len() < self.options.batch_max_events {
@@ -375,7 +380,7 @@ impl Pipeline {
                 m = self.consumer.recv() => match m {
                     Ok(m) => batch.push(m),
                     // Keep what was read: those offsets are consumed and must be masked.
-                    Err(e) => return self.consume_error(e.into(), batch).await,
+                    Err(e) => return self.consume_error(e.into(), batch, errors).await,
                 },
             }
         }
@@ -433,20 +438,31 @@ impl Pipeline {
         Ok(())
     }
 
-    /// A consumer error: fatal ones stop the stage; others are logged and the batch read so far
-    /// is processed (after a pause when it is empty, so a broken broker is not spun on).
+    /// A consumer error: fatal ones stop the stage; others are logged (rate-limited) and the batch
+    /// read so far is processed (after a short pause when it is empty, so a broken broker is not
+    /// spun on, while errors queued during an outage drain fast: `cdc_kafka::ConsumeErrorPacer`).
     async fn consume_error(
         &self,
         e: Error,
         batch: Vec<InboundMessage>,
+        errors: &mut cdc_kafka::ConsumeErrorPacer,
     ) -> Result<Vec<InboundMessage>, Error> {
         if e.class() == ErrorClass::Fatal {
             self.health.set_down(KAFKA, e.to_string());
             return Err(e);
         }
-        tracing::warn!(error = %e, class = e.class().as_str(), "Consume error");
+        let pace = errors.on_error(std::time::Instant::now());
+        if let Some(not_logged) = pace.log {
+            tracing::warn!(
+                error = %e,
+                class = e.class().as_str(),
+                consecutive = pace.consecutive,
+                not_logged,
+                "Consume error"
+            );
+        }
         if batch.is_empty() {
-            tokio::time::sleep(self.options.retry_delay).await;
+            tokio::time::sleep(pace.pause).await;
         }
         Ok(batch)
     }
