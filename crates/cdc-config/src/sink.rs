@@ -65,6 +65,12 @@ pub struct SinkConfig<D> {
     /// Deadline to flush and commit in-flight batches after SIGTERM, in seconds.
     #[serde(default = "default_drain_timeout_secs")]
     pub drain_timeout_secs: u64,
+    /// Consumer group session timeout, in milliseconds. After a crash, or a Kafka broker restart
+    /// that outlasts it, the group waits this long for the old membership to expire before it
+    /// assigns the partitions again, so it bounds how long the sink stands still. Heartbeats run
+    /// on Kafka's client thread: a slow destination write does not count against it.
+    #[serde(default = "default_sink_session_timeout_ms")]
+    pub session_timeout_ms: u64,
     /// Schema evolution (docs/schema-evolution.md): add a column to the destination before the
     /// first event that carries it, and re-create a column whose type changed (old values
     /// archived). `false`: such columns are not written, with a warning.
@@ -113,6 +119,9 @@ fn default_parallelism() -> u32 {
 }
 fn default_drain_timeout_secs() -> u64 {
     30
+}
+fn default_sink_session_timeout_ms() -> u64 {
+    10_000
 }
 fn default_auto_migrate() -> bool {
     true
@@ -604,6 +613,12 @@ impl<D: ValidateDestination> SinkConfig<D> {
             u64::from(self.parallelism),
             1,
             1_024,
+        );
+        v.int_range(
+            key(prefix, "session_timeout_ms"),
+            self.session_timeout_ms,
+            6_000,
+            300_000,
         );
         let b = key(prefix, "batch");
         v.int_range(

@@ -30,6 +30,7 @@ pub fn runner_config<D: DestinationKind>(
     let mut c = RunnerConfig::new(D::NAME);
     c.group_id = sink.group_id.clone();
     c.consumer = ConsumerSettings::new(sink.group_id.clone());
+    c.consumer.session_timeout_ms = u32::try_from(sink.session_timeout_ms).unwrap_or(u32::MAX);
     c.topics_pattern = sink.topics_pattern.clone();
     c.dlq_topic = sink.dlq_topic.clone();
     c.dlq_partitions = i32::try_from(kafka.topic_partitions).unwrap_or(1).max(1);
@@ -229,7 +230,7 @@ mod tests {
 
     #[test]
     fn runner_config_follows_the_sink_block() {
-        let yaml = "sinks:\n  postgres:\n    group_id: g1\n    batch: {max_rows: 7, linger_ms: 9}\n    retry: {max_retries: 2}\n    destination:\n      url: plain:postgres://fake@127.0.0.1/db\n";
+        let yaml = "sinks:\n  postgres:\n    group_id: g1\n    session_timeout_ms: 7000\n    batch: {max_rows: 7, linger_ms: 9}\n    retry: {max_retries: 2}\n    destination:\n      url: plain:postgres://fake@127.0.0.1/db\n";
         let config: PipelineConfig =
             cdc_config::load_str("test.yaml", yaml, Vec::<(String, String)>::new())
                 .unwrap_or_else(|e| panic!("config: {e}"));
@@ -239,12 +240,36 @@ mod tests {
         let c = runner_config(pg, &config.kafka);
         assert_eq!(c.group_id, "g1");
         assert_eq!(c.consumer.group_id, "g1");
+        assert_eq!(c.consumer.session_timeout_ms, 7_000);
         assert_eq!(c.batch.max_rows, 7);
         assert_eq!(c.batch.linger_ms, 9);
         assert_eq!(c.retry.max_retries, 2);
         assert_eq!(c.dlq_topic, "cdc.dlq.sink-postgres");
         assert_eq!(c.topics_pattern, r"^cdc\.masked\..*");
         assert_eq!(c.stage, "sink-postgres");
+    }
+
+    #[test]
+    fn session_timeout_defaults_to_ten_seconds_and_is_range_checked() {
+        let load = |extra: &str| {
+            let yaml = format!(
+                "sinks:\n  postgres:\n{extra}    destination:\n      url: plain:postgres://fake@127.0.0.1/db\n"
+            );
+            cdc_config::load_str("test.yaml", &yaml, Vec::<(String, String)>::new())
+        };
+        let config = load("").unwrap_or_else(|e| panic!("config: {e}"));
+        let Some(pg) = &config.sinks.postgres else {
+            panic!("postgres block parsed");
+        };
+        assert_eq!(
+            runner_config(pg, &config.kafka).consumer.session_timeout_ms,
+            10_000
+        );
+        let err = load("    session_timeout_ms: 1000\n")
+            .err()
+            .unwrap_or_else(|| panic!("1000 ms accepted"))
+            .to_string();
+        assert!(err.contains("sinks.postgres.session_timeout_ms"), "{err}");
     }
 
     #[test]

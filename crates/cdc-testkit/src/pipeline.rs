@@ -895,7 +895,7 @@ telemetry:
             "group_id: {group}\ntopics_pattern: {pattern}\ndlq_topic: {dlq}\n\
              batch: {{linger_ms: 200}}\n\
              retry: {{initial_backoff_ms: 100, max_backoff_ms: 2000}}\n\
-             drain_timeout_secs: {DRAIN_SECS}\n",
+             drain_timeout_secs: {DRAIN_SECS}\nsession_timeout_ms: 6000\n",
             group = q(&names.sink_groups[d]),
             pattern = q(&masked_pattern),
             dlq = q(&names.sink_dlq_topics[d]),
