@@ -340,4 +340,14 @@ async fn unreachable_destination_at_start_is_reported_and_retried_not_a_crash() 
         reported.len() >= 2,
         "no repeated log line naming the destination and the failure:\n{text}"
     );
+    let at = format!("destination postgres at 127.0.0.1:{dead}/warehouse");
+    assert!(
+        reported.iter().all(|l| l.contains(&at)),
+        "the log line does not say where the destination is ({at}):\n{}",
+        reported.join("\n")
+    );
+    assert!(
+        !text.contains("cdc:cdc@"),
+        "the log shows the destination's credentials:\n{text}"
+    );
 }

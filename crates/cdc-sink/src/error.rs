@@ -14,10 +14,12 @@ pub enum Error {
         #[source]
         source: tokio_postgres::Error,
     },
-    /// No pooled connection could be had (names the destination: `postgres`, `timescaledb`).
-    #[error("destination {destination}: PostgreSQL connection pool: {source}")]
+    /// No pooled connection could be had (names the destination, `postgres` or `timescaledb`,
+    /// and where it is: `host:port/database`, no credentials).
+    #[error("destination {destination} at {address}: PostgreSQL connection pool: {source}")]
     Pool {
         destination: String,
+        address: String,
         #[source]
         source: deadpool_postgres::PoolError,
     },

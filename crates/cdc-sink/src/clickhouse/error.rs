@@ -169,6 +169,33 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Names the server in a transport failure (`network error at http://host:port`), so an
+    /// operator sees where the unreachable ClickHouse is. `url` loses any `user:password@`.
+    #[must_use]
+    pub fn at_server(mut self, url: &str) -> Error {
+        if let Error::Server {
+            detail,
+            transport: true,
+            ..
+        } = &mut self
+        {
+            let shown = match url.split_once("://") {
+                Some((scheme, rest)) => {
+                    format!(
+                        "{scheme}://{}",
+                        rest.rsplit_once('@').map_or(rest, |(_, h)| h)
+                    )
+                }
+                None => url.rsplit_once('@').map_or(url, |(_, h)| h).to_owned(),
+            };
+            detail.push_str(" at ");
+            detail.push_str(&shown);
+        }
+        self
+    }
+}
+
 fn client_error_kind(error: &clickhouse::error::Error) -> &'static str {
     use clickhouse::error::Error as E;
     match error {
@@ -273,6 +300,23 @@ mod tests {
         );
         let net = Error::server("ping", "server", &clickhouse::error::Error::TimedOut);
         assert_eq!(net.class(), ErrorClass::Retriable);
+        let shown = Error::server("ping", "server", &clickhouse::error::Error::TimedOut)
+            .at_server("http://fake-user:fake-password@127.0.0.1:18123")
+            .to_string();
+        assert!(
+            shown.ends_with("(timed out at http://127.0.0.1:18123)"),
+            "{shown}"
+        );
+        let not_transport = Error::server(
+            "insert rows",
+            "ks.t",
+            &clickhouse::error::Error::BadResponse("Code: 27. DB::Exception".into()),
+        )
+        .at_server("http://127.0.0.1:18123");
+        assert!(
+            !not_transport.to_string().contains("18123"),
+            "{not_transport}"
+        );
         let missing = Error::server(
             "insert rows",
             "ks.t",

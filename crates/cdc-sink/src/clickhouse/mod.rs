@@ -129,12 +129,11 @@ impl ClickHouseDestination {
     ) -> Result<T, Error> {
         match tokio::time::timeout(self.settings.request_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Error::server(operation, relation, &e)),
-            Err(_) => Err(Error::server(
-                operation,
-                relation,
-                &clickhouse::error::Error::TimedOut,
-            )),
+            Ok(Err(e)) => Err(Error::server(operation, relation, &e).at_server(&self.settings.url)),
+            Err(_) => Err(
+                Error::server(operation, relation, &clickhouse::error::Error::TimedOut)
+                    .at_server(&self.settings.url),
+            ),
         }
     }
 

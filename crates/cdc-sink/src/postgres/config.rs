@@ -60,6 +60,25 @@ impl PgSettings {
         Ok(cfg)
     }
 
+    /// Where the destination is, for messages: `host:port/database` of the URL (with the
+    /// `database` override), never its user or password. Empty when the URL does not parse.
+    pub fn address(&self) -> String {
+        let Ok(cfg) = self.connection_config(&self.url) else {
+            return String::new();
+        };
+        let hosts: Vec<String> = cfg
+            .get_hosts()
+            .iter()
+            .zip(cfg.get_ports().iter().chain(std::iter::repeat(&5432)))
+            .map(|(h, port)| match h {
+                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),
+            })
+            .collect();
+        format!("{}/{}", hosts.join(","), cfg.get_dbname().unwrap_or(""))
+    }
+
     fn apply_overrides(&self, cfg: &mut tokio_postgres::Config) {
         if let Some(db) = &self.database {
             cfg.dbname(db);
@@ -146,5 +165,23 @@ impl Connect for PgConnect {
             });
             Ok((client, task))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_names_host_port_and_database_never_credentials() {
+        let mut s = PgSettings::new(SecretString::from(
+            "postgres://fake-user:fake-password@127.0.0.1:15432/warehouse".to_owned(),
+        ));
+        assert_eq!(s.address(), "127.0.0.1:15432/warehouse");
+        s.database = Some("dw".to_owned());
+        assert_eq!(s.address(), "127.0.0.1:15432/dw");
+        assert!(!s.address().contains("fake"));
+        let unparsable = PgSettings::new(SecretString::from("not a url".to_owned()));
+        assert_eq!(unparsable.address(), "");
     }
 }

@@ -36,6 +36,8 @@ use crate::evolution::ColumnPlan;
 /// The PostgreSQL (and TimescaleDB) adapter.
 pub struct PostgresDestination {
     name: String,
+    /// `host:port/database`, for messages.
+    address: String,
     pool: Pool,
     changes: ChangesLayout,
     /// What the last `ensure_table` found per `(keyspace, table)`.
@@ -88,6 +90,7 @@ impl PostgresDestination {
     ) -> Result<Self, Error> {
         Ok(PostgresDestination {
             name: name.to_owned(),
+            address: settings.address(),
             pool: settings.pool()?,
             changes,
             known: Mutex::new(HashMap::new()),
@@ -261,6 +264,7 @@ impl PostgresDestination {
     async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
         self.pool.get().await.map_err(|source| Error::Pool {
             destination: self.name.clone(),
+            address: self.address.clone(),
             source,
         })
     }
