@@ -164,7 +164,7 @@ bench: stack-up ## every benchmark (masker, capture, sinks, start-up, e2e, Debez
 # target/chaos/*.json, rendered into docs/reliability.md.
 .PHONY: chaos chaos-long
 
-chaos: stack-up ## fault injection under load, bounded (partitions, ClickHouse 1 min down, TimescaleDB refusals→DLQ, Cassandra/Kafka restarts, kill -9, 20k burst); part of make test; writes docs/reliability.md
+chaos: stack-up ## fault injection under load, bounded (partitions, ClickHouse 1 min down, TimescaleDB refusals→DLQ, Cassandra/Kafka restarts, kill -9 ×10 rounds, 100k burst); part of make test; writes docs/reliability.md
 	$(CARGO) build --workspace --bins
 	set -a; source $(STACK_DIR)/env; set +a; \
 	CDC_WRITE_RELIABILITY=1 $(CARGO) test -p cdc-tests --test chaos -- --ignored --test-threads=1 --skip long_
@@ -180,7 +180,7 @@ soak: stack-up ## steady load for DURATION (10m; 24h for SC-010) at SOAK_RATE ev
 	CDC_WRITE_SOAK=1 SOAK_DURATION=$(DURATION) SOAK_RATE=$(SOAK_RATE) \
 	$(CARGO) test -p cdc-tests --test soak -- --ignored --nocapture --test-threads=1
 
-chaos-long: stack-up ## every chaos scenario plus the full-length ones (ClickHouse down 2 min, 10 kill rounds, 100k burst); local runs
+chaos-long: stack-up ## every chaos scenario plus the full-length ones (ClickHouse down 2 min instead of 1); local runs
 	$(CARGO) build --workspace --bins
 	set -a; source $(STACK_DIR)/env; set +a; \
 	CDC_WRITE_RELIABILITY=1 $(CARGO) test -p cdc-tests --test chaos -- --ignored --test-threads=1

@@ -1,9 +1,9 @@
 //! Chaos suite (issue 9): the whole pipeline under continuous load while faults are injected —
 //! network partitions between the sinks and their databases, ClickHouse stopped, TimescaleDB
 //! refusing connections (retries, DLQ, replay), Cassandra and the Kafka broker restarted, `kill -9`
-//! of every service and a burst of events. `make chaos` runs each of them with bounded durations
-//! (CI); `make chaos-long` adds the full-length variants (`long_*`): ClickHouse down 2 minutes, ten
-//! kill rounds and a 100,000-event burst. Every scenario ends with `cdcctl verify` and
+//! of every service and a burst of 100,000 events. `make chaos` runs each of them with bounded
+//! durations (CI); `make chaos-long` adds the full-length ClickHouse outage (`long_*`: down
+//! 2 minutes instead of 1). Every scenario ends with `cdcctl verify` and
 //! `cdcctl audit` clean, exactly one TimescaleDB change row per event written and no correlation
 //! id twice (see `chaos_support.rs`); results go to `target/chaos/*.json` and
 //! `docs/reliability.md`.
@@ -147,7 +147,7 @@ async fn kill9_rounds(id: &'static str, title: &'static str, rounds: usize) {
     let env = StackEnv::load();
     let mut rng = Rng::from_env();
     let mut sc = Scenario::start(id, title, &env, |spec| spec).await;
-    let per_round = 5 * 3; // seconds, roughly: 5 kills 1–3 s apart + restarts
+    let per_round = 13; // seconds: 5 kills 1–3 s apart + restarts (about 12 s measured)
     let load = sc.start_load(120, (rounds * per_round + 10) as u64, 21);
     let mut restarts = Vec::new();
     for round in 1..=rounds {
@@ -178,19 +178,8 @@ async fn kill9_rounds(id: &'static str, title: &'static str, rounds: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "chaos scenario: run alone by `make chaos`"]
-async fn kill9_each_service() {
-    kill9_rounds("kill9-services", "kill -9 of every service, 2 rounds", 2).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "long: run by `make chaos-long`"]
-async fn long_kill9_ten_rounds() {
-    kill9_rounds(
-        "long-kill9-10-rounds",
-        "kill -9 of every service, 10 rounds",
-        10,
-    )
-    .await;
+async fn kill9_each_service_ten_rounds() {
+    kill9_rounds("kill9-10-rounds", "kill -9 of every service, 10 rounds", 10).await;
 }
 
 /// Stands in for a process supervisor (Kubernetes' restartPolicy) while a shared server is down:
@@ -624,23 +613,21 @@ async fn burst(id: &'static str, title: &'static str, events: u64) {
         "no fault: {events} events written at {:.0} ev/s",
         report.achieved_rate
     );
-    // Backpressure: no service grows with the backlog (bounded well below the events' size).
+    // Backpressure: no service holds the backlog in memory. 100,000 events are about 140 MiB of
+    // JSON per stage (several times that as decoded values); bounded queues keep every process
+    // far below (measured peaks 69-165 MiB on 2026-11-27).
     for (s, mib) in sc.peak_rss_mib() {
-        assert!(mib < 1024.0, "{s} peaked at {mib:.0} MiB during the burst");
+        assert!(mib < 512.0, "{s} peaked at {mib:.0} MiB during the burst");
     }
     sc.finish(vec![report]).await;
 }
 
+/// 100,000 events written in seconds (about 8 s here), not a bounded-down variant: the whole
+/// scenario takes about a minute.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "chaos scenario: run alone by `make chaos`"]
-async fn burst_20k() {
-    burst("burst-20k", "burst of 20,000 events", 20_000).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "long: run by `make chaos-long`"]
-async fn long_burst_100k() {
-    burst("long-burst-100k", "burst of 100,000 events", 100_000).await;
+async fn burst_100k() {
+    burst("burst-100k", "burst of 100,000 events", 100_000).await;
 }
 
 /// The login role the TimescaleDB sink uses in [`timescale_refuses_connections_to_dlq_and_replay`]:

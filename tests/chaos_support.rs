@@ -749,8 +749,9 @@ pub fn render_report(results: &[Value]) -> String {
          `make chaos`.\n\
          - **Unreachable dependency at start**: services do not exit; they retry with growing \
          backoff and `/readyz` answers 503 naming the dependency (`tests/chaos_bad_input.rs`). The \
-         log line names the destination (`destination postgres: … Connection refused`) but not \
-         its address.\n\
+         log line used to name the destination but not its address; it now says where, without \
+         credentials: `destination postgres at 127.0.0.1:5432/warehouse: … Connection refused`, \
+         and ClickHouse transport errors end `at http://host:port`.\n\
          - **A destination refusing connections** (`timescale_refuses_connections_to_dlq_and_replay`): \
          the failing batch is retried 5 times and dead-lettered, but the sink cannot store that \
          batch's offsets in TimescaleDB while it refuses connections, so it keeps retrying that \
