@@ -491,6 +491,11 @@ async fn clickhouse_down(id: &'static str, title: &'static str, down: Duration) 
         stored_at_restart >= stored_at_stop,
         "ClickHouse's stored offsets went back ({stored_at_stop} → {stored_at_restart})"
     );
+    assert!(
+        pg_lag * 4 < backlog,
+        "PostgreSQL fell behind too while only ClickHouse was down ({pg_lag} offsets behind, \
+         ClickHouse {backlog})"
+    );
     sc.assert_same_processes(&pids, "the ClickHouse outage");
     sc.fault = format!(
         "dev/components/clickhouse.sh stop, {} s, start",
